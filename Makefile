@@ -1,0 +1,24 @@
+# make run:  create the venv, install, and execute S10.ipynb headless in place (set CIFAR10_DIR, EPOCHS, ...)
+# make test: create the venv, install, run the unit tests and the notebooks in SMOKE mode under nbval
+VENV ?= .venv
+PYTHON ?= python3
+NOTEBOOKS := $(wildcard S10.ipynb ImageNet_LR_Finder.ipynb)
+
+.PHONY: install run test clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	touch $@
+
+run: install
+	$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 S10.ipynb
+
+test: install
+	SMOKE=1 $(VENV)/bin/pytest -q tests $(NOTEBOOKS) --nbval-lax --nbval-current-env
+
+clean:
+	rm -rf $(VENV) .pytest_cache checkpoints out

@@ -1,0 +1,81 @@
+"""The models of the course.
+
+* ``CustomResNet``: David Page's 9-layer ResNet for CIFAR-10 ("How to train your ResNet"), the net the
+  S10 lesson trains to 94% in 24 epochs.
+* ``resnet50``: torchvision's ResNet-50 v1.5 (stride 2 in the 3x3 conv of each bottleneck), optionally
+  with its ImageNet weights and a new head for another number of classes.
+"""
+import torch
+from torch import nn
+import torchvision
+
+
+def conv_bn_relu(in_channels, out_channels, pool=False):
+    """3x3 conv (no bias) -> [2x2 max-pool] -> BatchNorm -> ReLU.
+
+    Pooling before the BatchNorm (as in the reference notebook) gives the same parameter count and does
+    the normalisation on a quarter of the pixels.
+    """
+    layers = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2))
+    layers += [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers)
+
+
+class ResidualBlock(nn.Module):
+    """x + (conv-BN-ReLU -> conv-BN-ReLU)(x), channels unchanged."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.body = nn.Sequential(conv_bn_relu(channels, channels), conv_bn_relu(channels, channels))
+
+    def forward(self, x):
+        return x + self.body(x)
+
+
+class CustomResNet(nn.Module):
+    """David Page's ResNet for 32x32 images: prep 64 -> layer1 128 (+res) -> layer2 256 -> layer3 512
+    (+res) -> global max-pool -> linear.
+
+    ``logit_scale`` multiplies the logits (Page's recipe uses 0.125, which keeps the softmax soft early in
+    training); 1.0 gives the plain net of the reference notebook. It has no parameters, so the count is
+    6,573,130 with 10 classes either way.
+    """
+
+    def __init__(self, num_classes=10, logit_scale=0.125):
+        super().__init__()
+        self.prep = conv_bn_relu(3, 64)
+        self.layer1 = nn.Sequential(conv_bn_relu(64, 128, pool=True), ResidualBlock(128))
+        self.layer2 = conv_bn_relu(128, 256, pool=True)
+        self.layer3 = nn.Sequential(conv_bn_relu(256, 512, pool=True), ResidualBlock(512))
+        self.pool = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(512, num_classes)
+        self.logit_scale = logit_scale
+
+    def forward(self, x):
+        x = self.layer3(self.layer2(self.layer1(self.prep(x))))
+        return self.fc(torch.flatten(self.pool(x), 1)) * self.logit_scale
+
+
+def resnet50(num_classes=1000, pretrained=False):
+    """torchvision's ResNet-50 v1.5 (25,557,032 parameters with 1000 classes).
+
+    ``pretrained=True`` loads torchvision's ImageNet-1K weights (IMAGENET1K_V2; downloaded once into the
+    torch hub cache) and, when ``num_classes`` differs from 1000, replaces the final linear layer with a
+    freshly initialised one.
+    """
+    if not pretrained:
+        return torchvision.models.resnet50(weights=None, num_classes=num_classes)
+    weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
+    try:
+        model = torchvision.models.resnet50(weights=weights)
+    except (OSError, RuntimeError) as error:  # URLError is an OSError
+        raise RuntimeError(
+            f"Could not load the pretrained ResNet-50 weights ({weights.url}): {error}. They are "
+            "downloaded once into the torch hub cache; run once with network access, copy the file into "
+            f"{torch.hub.get_dir()}/checkpoints/, or train from scratch without --pretrained."
+        ) from error
+    if num_classes != model.fc.out_features:
+        model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model

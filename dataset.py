@@ -1,0 +1,425 @@
+"""Data for the lessons: sources, the Albumentations wrapper, transform presets and a fast batched loader.
+
+Sources give (image, label) pairs as uint8 HWC RGB numpy arrays:
+* ``load_cifar``: CIFAR-10/100 from a folder of ``train.npz``/``test.npz``, a torchvision-format folder,
+  or torchvision's download (in that order);
+* ``image_folder``: an ImageNet-style ``<root>/<split>/<class>/*.JPEG`` tree (``image_folder_datasets``
+  builds both splits with their transforms; ``write_image_folder`` writes one);
+* ``SyntheticImages``: a small, seeded, learnable data set of coloured shapes for offline runs.
+
+``AlbumentationsDataset`` turns any source plus an Albumentations ``Compose`` into a torch Dataset for a
+DataLoader. ``BatchedCifarLoader`` is the fast path: the whole uint8 data set lives as one tensor on the
+training device and each batch is augmented with tensor operations.
+"""
+import os
+import pickle
+import warnings
+from pathlib import Path
+
+import albumentations as A
+import numpy as np
+import torch
+from albumentations.pytorch import ToTensorV2
+from PIL import Image
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+
+_CIFAR = {
+    "cifar10": {"env": "CIFAR10_DIR", "num_classes": 10, "folder": "cifar-10-batches-py",
+                "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "key": b"labels"},
+    "cifar100": {"env": "CIFAR100_DIR", "num_classes": 100, "folder": "cifar-100-python",
+                 "train": ["train"], "test": ["test"], "key": b"fine_labels"},
+}
+
+
+class DataNotFoundError(FileNotFoundError):
+    """The data set is not on disk and could not be downloaded."""
+
+
+class DataFormatError(ValueError):
+    """Data files exist but do not hold what the loader expects."""
+
+
+# ----------------------------------------------------------------------------------------------- CIFAR
+def validate_arrays(images, labels, num_classes, source="arrays"):
+    """Check uint8 N x H x W x 3 images and integer labels in [0, num_classes); raise DataFormatError."""
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise DataFormatError(f"{source}: 'images' must be a uint8 array of shape (N, H, W, 3) (HWC, RGB); "
+                              f"got {getattr(images, 'dtype', type(images))} {getattr(images, 'shape', '')}")
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+        raise DataFormatError(f"{source}: 'labels' must be a 1-D integer array; "
+                              f"got {getattr(labels, 'dtype', type(labels))} {getattr(labels, 'shape', '')}")
+    if len(images) != len(labels):
+        raise DataFormatError(f"{source}: {len(images)} images but {len(labels)} labels")
+    if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
+        raise DataFormatError(f"{source}: labels span [{labels.min()}, {labels.max()}], outside [0, {num_classes}) "
+                              f"for a {num_classes}-class data set; check num_classes or the file")
+
+
+def load_npz(path, num_classes):
+    """Read ``images`` (uint8 N x H x W x 3) and ``labels`` (int) from an ``.npz`` file and validate them."""
+    try:
+        with np.load(path) as data:
+            missing = {"images", "labels"} - set(data.files)
+            if missing:
+                raise DataFormatError(f"{path}: missing key(s) {sorted(missing)}; found {sorted(data.files)}. "
+                                      "Expected 'images' (uint8 N x H x W x 3) and 'labels' (int, N).")
+            images, labels = data["images"], data["labels"]
+    except (OSError, ValueError, EOFError) as error:
+        if isinstance(error, DataFormatError):
+            raise
+        raise DataFormatError(f"{path}: not a readable .npz file ({error}); re-create or re-download it") from error
+    validate_arrays(images, labels, num_classes, source=str(path))
+    return images, labels.astype(np.int64)
+
+
+def _load_torchvision_folder(folder, spec, train):
+    images, labels = [], []
+    for name in spec["train" if train else "test"]:
+        with open(folder / name, "rb") as file:
+            entry = pickle.load(file, encoding="bytes")
+        images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+        labels.append(np.asarray(entry[spec["key"]], dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+def load_cifar(name="cifar10", data_dir=None, train=True, download=True):
+    """CIFAR-10 or CIFAR-100 as ``(images uint8 N x 32 x 32 x 3 RGB, labels int64 N)``.
+
+    Looks, in order, for: ``<data_dir>/train.npz`` / ``test.npz`` (keys ``images`` and ``labels``); a
+    torchvision-format folder ``<data_dir>/cifar-10-batches-py``; torchvision's download into
+    ``data_dir``. ``data_dir`` defaults to the ``CIFAR10_DIR`` (``CIFAR100_DIR``) environment variable,
+    else ``./data``.
+    """
+    if name not in _CIFAR:
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(_CIFAR)}")
+    spec = _CIFAR[name]
+    root = Path(data_dir or os.environ.get(spec["env"]) or "data").expanduser()
+    npz = root / ("train.npz" if train else "test.npz")
+    if npz.is_file():
+        return load_npz(npz, spec["num_classes"])
+    folder = root / spec["folder"]
+    if (folder / spec["test"][0]).is_file():
+        return _load_torchvision_folder(folder, spec, train)
+    if download:
+        import torchvision
+        dataset_class = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
+        try:
+            dataset = dataset_class(str(root), train=train, download=True)
+        except Exception as error:  # URLError, timeouts, SSL errors, a broken archive
+            raise DataNotFoundError(_missing_cifar_message(name, root, spec, f"the download failed: {error}")) from None
+        return np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64)
+    raise DataNotFoundError(_missing_cifar_message(name, root, spec, "download=False"))
+
+
+def _missing_cifar_message(name, root, spec, reason):
+    return (f"{name} not found in {root} and {reason}. Provide it in one of three ways:\n"
+            f"  1. download: run once with network access (torchvision saves it under {root});\n"
+            f"  2. folder: put torchvision's extracted '{spec['folder']}' folder in {root};\n"
+            f"  3. .npz: put train.npz and test.npz (keys 'images' uint8 N x 32 x 32 x 3, 'labels' int64) in a "
+            f"folder and set {spec['env']}=<folder> (or pass data_dir).")
+
+
+def channel_stats(images):
+    """Per-channel mean and std of uint8 HWC images, scaled to [0, 1] (computed in float64)."""
+    channels = [images[..., c] for c in range(images.shape[-1])]
+    mean = tuple(float(ch.mean(dtype=np.float64)) / 255 for ch in channels)
+    std = tuple(float(ch.std(dtype=np.float64)) / 255 for ch in channels)
+    return mean, std
+
+
+# -------------------------------------------------------------------------------------- synthetic data
+class SyntheticImages:
+    """A seeded, learnable data set of coloured shapes: uint8 ``images`` (N x size x size x 3), ``labels``.
+
+    Class ``c`` draws shape ``c % 5`` (disc, square, ring, horizontal bar, vertical bar) in colour family
+    ``c // 5`` (warm or cool) at a random place and size over a noisy background. A small CNN learns it
+    well above chance in one epoch; it stands in for CIFAR-10 in tests and SMOKE runs.
+    """
+
+    classes = ("warm disc", "warm square", "warm ring", "warm h-bar", "warm v-bar",
+               "cool disc", "cool square", "cool ring", "cool h-bar", "cool v-bar")
+
+    def __init__(self, n=1000, size=32, seed=0, num_classes=10):
+        if not 2 <= num_classes <= 10:
+            raise ValueError(f"num_classes must be in [2, 10], got {num_classes}")
+        rng = np.random.default_rng(seed)
+        self.labels = rng.integers(0, num_classes, n).astype(np.int64)
+        self.classes = self.classes[:num_classes]
+        yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+        cy = rng.uniform(0.3, 0.7, (n, 1, 1)) * size
+        cx = rng.uniform(0.3, 0.7, (n, 1, 1)) * size
+        r = rng.uniform(0.18, 0.3, (n, 1, 1)) * size
+        dy, dx = np.abs(yy - cy), np.abs(xx - cx)
+        dist = np.sqrt(dy ** 2 + dx ** 2)
+        shapes = np.stack([dist < r, np.maximum(dy, dx) < r * 0.8, (dist < r) & (dist > r * 0.55),
+                           (dy < r * 0.3) & (dx < r * 1.2), (dx < r * 0.3) & (dy < r * 1.2)], axis=1)
+        mask = shapes[np.arange(n), self.labels % 5]
+        warm = rng.uniform([0.7, 0.1, 0.0], [1.0, 0.5, 0.2], (n, 3))
+        cool = rng.uniform([0.0, 0.3, 0.7], [0.2, 0.7, 1.0], (n, 3))
+        colour = np.where((self.labels // 5 == 0)[:, None], warm, cool)
+        background = rng.uniform(0.2, 0.6, (n, 1, 1, 3)) + rng.normal(0, 0.08, (n, size, size, 3))
+        images = np.where(mask[..., None], colour[:, None, None, :], background)
+        self.images = (np.clip(images, 0, 1) * 255).astype(np.uint8)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.labels[index])
+
+
+# ------------------------------------------------------------------------------------ ImageNet folders
+def image_folder(root, split="train", class_names=None, max_samples=None, seed=0):
+    """List an ImageFolder split: ``(paths, labels, class_names)``.
+
+    ``class_names`` (e.g. from the train split) fixes the label order; a split whose class folders differ
+    raises an error naming both sets. Files that are not images are skipped with one warning that counts
+    them. ``max_samples`` keeps a class-balanced subset chosen with ``seed``.
+    """
+    split_dir = Path(root).expanduser() / split
+    expected = f"expected the ImageNet layout {Path(root) / split}/<class>/<image>.JPEG (folders train/ and val/)"
+    if not split_dir.is_dir():
+        raise DataNotFoundError(f"{split_dir} does not exist; {expected}")
+    found = sorted(d.name for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not found:
+        raise DataFormatError(f"{split_dir} holds no class folders; {expected}")
+    if class_names is not None and list(class_names) != found:
+        extra, missing = sorted(set(found) - set(class_names)), sorted(set(class_names) - set(found))
+        raise DataFormatError(f"class folders of {split_dir} differ from the training classes: "
+                              f"extra {extra[:5]}, missing {missing[:5]}")
+    paths, labels, skipped = [], [], 0
+    for label, name in enumerate(found):
+        for file in sorted((split_dir / name).iterdir()):
+            if file.suffix.lower() in IMAGE_EXTENSIONS:
+                paths.append(str(file))
+                labels.append(label)
+            elif file.is_file():
+                skipped += 1
+    if skipped:
+        warnings.warn(f"{split_dir}: skipped {skipped} file(s) that are not images ({', '.join(IMAGE_EXTENSIONS)})")
+    if not paths:
+        raise DataFormatError(f"{split_dir} has class folders but no images; {expected}")
+    labels = np.asarray(labels, dtype=np.int64)
+    if max_samples is not None and max_samples < len(paths):
+        keep = balanced_indices(labels, max_samples, seed)
+        paths, labels = [paths[i] for i in keep], labels[keep]
+    return paths, labels, found
+
+
+def balanced_indices(labels, max_samples, seed=0):
+    """Sorted indices of a class-balanced random subset: ``max_samples // classes`` items of each class
+    (at least one; fewer where a class has fewer), chosen with ``seed``."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels)
+    rng = np.random.default_rng(seed)
+    per_class = max(1, max_samples // len(classes))
+    return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]))
+
+
+def write_image_folder(images, labels, class_names, root, split, quality=90):
+    """Save uint8 HWC images as JPEGs in the ImageFolder layout ``<root>/<split>/<class>/<index>.JPEG``
+    (spaces in class names become underscores); returns the split folder. Makes small ImageNet-style
+    folders for tests and SMOKE runs, e.g. from ``SyntheticImages``."""
+    split_dir = Path(root) / split
+    folders = [name.replace(" ", "_") for name in class_names]
+    for name in folders:
+        (split_dir / name).mkdir(parents=True, exist_ok=True)
+    for index, (image, label) in enumerate(zip(images, labels)):
+        Image.fromarray(np.asarray(image)).save(split_dir / folders[int(label)] / f"{index:06d}.JPEG", quality=quality)
+    return split_dir
+
+
+def image_folder_datasets(root, image_size=224, max_samples=None, seed=0):
+    """The train and val datasets of an ImageNet-style folder: ``(train_set, val_set, class_names)``.
+
+    Training images get ``imagenet_train_transforms(image_size)``, validation images
+    ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
+    ``val`` must hold the same class folders. ``max_samples`` keeps a class-balanced subset of at most
+    that many images in each split. ``seed`` picks the subsets and seeds the training augmentations
+    (DataLoader workers from ``make_loader`` reseed their copy).
+    """
+    train_paths, train_labels, class_names = image_folder(root, "train", max_samples=max_samples, seed=seed)
+    val_paths, val_labels, _ = image_folder(root, "val", class_names, max_samples=max_samples, seed=seed)
+    train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels),
+                                      imagenet_train_transforms(image_size, seed=seed))
+    val_set = AlbumentationsDataset(ImageFiles(val_paths, val_labels), imagenet_val_transforms(image_size))
+    return train_set, val_set, class_names
+
+
+class ImageFiles:
+    """An (image, label) source over image files: decodes to uint8 RGB (grayscale, CMYK and RGBA are
+    converted). A file that cannot be decoded raises an error that names it."""
+
+    def __init__(self, paths, labels):
+        self.paths, self.labels = list(paths), np.asarray(labels)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def __getitem__(self, index):
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                return np.asarray(image.convert("RGB")), int(self.labels[index])
+        except (OSError, SyntaxError, ValueError) as error:
+            raise DataFormatError(f"cannot decode image {path}: {error}; delete or replace the file") from error
+
+
+# --------------------------------------------------------------------------------- Albumentations path
+class AlbumentationsDataset(torch.utils.data.Dataset):
+    """Any (image, label) source plus an Albumentations ``Compose`` -> (tensor, label).
+
+    ``source`` is either an ``(images, labels)`` pair of arrays or anything indexable that returns
+    ``(image, label)`` with a HWC uint8 image (numpy array or PIL image).
+    """
+
+    def __init__(self, source, transform):
+        if isinstance(source, tuple) and len(source) == 2 and len(source[0]) == len(source[1]) \
+                and not isinstance(source[0], (int, np.integer)):
+            self.images, self.labels = source
+            self.source = None
+        else:
+            self.source = source
+        self.transform = transform
+
+    def __len__(self):
+        return len(self.source) if self.source is not None else len(self.labels)
+
+    def __getitem__(self, index):
+        if self.source is None:
+            image, label = self.images[index], int(self.labels[index])
+        else:
+            image, label = self.source[index]
+        return self.transform(image=np.asarray(image))["image"], label
+
+
+def cifar_train_transforms(mean, std, cutout_size=16):
+    """Reference CIFAR augmentation: pad 4 (reflect) + random 32x32 crop, horizontal flip, one
+    ``cutout_size`` square hole filled with the data mean, normalisation, ``ToTensorV2``."""
+    fill = tuple(int(round(m * 255)) for m in mean)
+    return A.Compose([
+        A.PadIfNeeded(40, 40, border_mode=4),  # cv2.BORDER_REFLECT_101
+        A.RandomCrop(32, 32),
+        A.HorizontalFlip(p=0.5),
+        A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout_size, cutout_size),
+                        hole_width_range=(cutout_size, cutout_size), fill=fill, p=1.0),
+        A.Normalize(mean=mean, std=std),
+        ToTensorV2(),
+    ])
+
+
+def cifar_test_transforms(mean, std):
+    """Test-time CIFAR transform: normalisation and ``ToTensorV2`` only."""
+    return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
+
+
+def imagenet_train_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=None):
+    """ImageNet training augmentation: random-resized crop, horizontal flip, colour jitter, normalisation.
+    ``seed`` makes the augmentation sequence reproducible (Albumentations ignores the global seeds)."""
+    return A.Compose([
+        A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.25, 1.0)),
+        A.HorizontalFlip(p=0.5),
+        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=0.8),
+        A.Normalize(mean=mean, std=std),
+        ToTensorV2(),
+    ], seed=seed)
+
+
+def imagenet_val_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    """ImageNet evaluation: resize the short side to size/0.875 (256 for 224), center crop, normalise."""
+    return A.Compose([
+        A.SmallestMaxSize(max_size=int(round(size / 0.875))),
+        A.CenterCrop(size, size),
+        A.Normalize(mean=mean, std=std),
+        ToTensorV2(),
+    ])
+
+
+def seed_worker_transform(worker_id):
+    """DataLoader ``worker_init_fn``: give each worker's copy of the dataset's Albumentations transform
+    its own seed (the worker's torch seed). Without it every worker repeats the same augmentations,
+    because each one starts from a copy of the same random state."""
+    info = torch.utils.data.get_worker_info()
+    transform = getattr(info.dataset, "transform", None)
+    if hasattr(transform, "set_random_seed"):
+        transform.set_random_seed(info.seed % 2 ** 32)
+
+
+def make_loader(dataset, batch_size, train, device="cpu", workers=None, persistent=True, sampler=None):
+    """A DataLoader with settings that suit the machine: ``workers`` defaults to min(4, cores - 1)
+    (0 on a single core), pinned memory on CUDA, persistent workers, drop_last when training, distinct
+    augmentations in each worker. ``sampler`` (e.g. a ``DistributedSampler``) replaces the shuffling."""
+    if workers is None:
+        workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+    return torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler, drop_last=train,
+        num_workers=workers, pin_memory=torch.device(device).type == "cuda",
+        persistent_workers=persistent and workers > 0, worker_init_fn=seed_worker_transform)
+
+
+# ----------------------------------------------------------------------------------------- fast path
+class BatchedCifarLoader:
+    """A device-resident, batched CIFAR loader that iterates like a DataLoader over ``(x, y)`` batches.
+
+    The uint8 images live as one tensor on ``device``. Each epoch reshuffles (when ``train``) and each
+    batch gets, as tensor operations: pad 4 (reflect) + random crop, horizontal flip with p=0.5, one
+    ``cutout_size`` square hole filled with the data mean (inside the image, as Albumentations places
+    it); then normalisation. Batches come out in ``dtype`` and channels_last memory layout.
+    ``augment=False`` gives the test-time path (normalise only, fixed order).
+    """
+
+    def __init__(self, images, labels, batch_size, mean, std, train=True, device="cpu", augment=None,
+                 cutout_size=16, pad=4, drop_last=None, seed=0, dtype=torch.float32):
+        self.device = torch.device(device)
+        self.images = torch.as_tensor(images).to(self.device)  # N x H x W x 3 uint8
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        self.batch_size, self.train = batch_size, train
+        self.augment = train if augment is None else augment
+        self.drop_last = train if drop_last is None else drop_last
+        self.cutout_size, self.pad, self.dtype = cutout_size, pad, dtype
+        self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32) * 255
+        self.std = torch.tensor(std, device=self.device, dtype=torch.float32) * 255
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.dataset = self.images  # for code that asks len(loader.dataset)
+        if self.augment:  # reflect-pad once; crops are then plain gathers
+            nchw = self.images.permute(0, 3, 1, 2).float()
+            self.padded = torch.nn.functional.pad(nchw, [pad] * 4, mode="reflect").to(torch.uint8).permute(0, 2, 3, 1)
+
+    def __len__(self):
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def _randint(self, high, size):
+        return torch.randint(0, high, size, device=self.device, generator=self.generator)
+
+    def augment_batch(self, index):
+        """Crop, flip and cut out the images at ``index``; returns uint8 B x H x W x 3."""
+        n, h, w, _ = self.images[index].shape
+        rows = torch.arange(h, device=self.device)
+        cols = torch.arange(w, device=self.device)
+        top, left = self._randint(2 * self.pad + 1, (n,)), self._randint(2 * self.pad + 1, (n,))
+        flip = self._randint(2, (n,)).bool()
+        col_index = left[:, None] + torch.where(flip[:, None], cols.flip(0)[None], cols[None])
+        x = self.padded[index[:, None, None], (top[:, None] + rows)[:, :, None], col_index[:, None, :]]
+        size = self.cutout_size
+        if size > 0:
+            y0, x0 = self._randint(h - size + 1, (n,)), self._randint(w - size + 1, (n,))
+            inside_rows = (rows[None] >= y0[:, None]) & (rows[None] < y0[:, None] + size)
+            inside_cols = (cols[None] >= x0[:, None]) & (cols[None] < x0[:, None] + size)
+            hole = inside_rows[:, :, None] & inside_cols[:, None, :]
+            x = torch.where(hole[..., None], self.mean.round().to(torch.uint8), x)
+        return x
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, device=self.device, generator=self.generator) if self.train \
+            else torch.arange(n, device=self.device)
+        for batch in range(len(self)):
+            index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
+            x = self.augment_batch(index) if self.augment else self.images[index]
+            x = ((x.float() - self.mean) / self.std).to(self.dtype)
+            yield x.permute(0, 3, 1, 2), self.labels[index]  # NHWC storage = channels_last NCHW

@@ -1,0 +1,229 @@
+"""The learning-rate range test (Leslie Smith), on top of torch-lr-finder.
+
+``find_lr`` runs torch-lr-finder's ``range_test`` with our precision and memory-format settings and any
+loader that yields ``(x, y)`` batches, restores model and optimizer afterwards, and returns the curve
+with three suggestions:
+
+* ``steepest``: the LR where the (smoothed) loss falls fastest, torch-lr-finder's ``plot()`` rule;
+  early noise can fool it;
+* ``valley``: fastai's rule: the middle of the longest stretch over which the loss keeps falling;
+  the more robust one;
+* ``min_loss``: the LR at the lowest smoothed loss; Smith's one-cycle max LR sits at or just below it.
+
+``write_report`` writes what an ImageNet user expects beside a run: the plot, a detailed log and
+``suggested_lr.json``.
+"""
+import contextlib
+import io
+import json
+import math
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which warns in notebooks
+    warnings.simplefilter("ignore")
+    from torch_lr_finder import LRFinder
+    from torch_lr_finder.lr_finder import TrainDataLoaderIter
+
+from training_utils import resolve_precision
+
+
+class BatchIter(TrainDataLoaderIter):
+    """Feeds torch-lr-finder from any iterable of ``(x, y)`` batches (a DataLoader or the batched loader),
+    restarting it when exhausted, with inputs in channels_last when asked."""
+
+    def __init__(self, loader, channels_last=True):
+        super().__init__(loader, auto_reset=True)
+        self.channels_last = channels_last
+
+    def inputs_labels_from_batch(self, batch_data):
+        inputs, labels = batch_data[0], batch_data[1]
+        if self.channels_last and inputs.dim() == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        return inputs, labels
+
+
+@dataclass
+class LRFinderResult:
+    """The range test's curve (LR and smoothed loss per iteration, after the skips) and suggestions.
+
+    ``suggestions`` maps ``steepest``, ``valley`` and ``min_loss`` to an LR, or is empty with ``reason``
+    saying why no suggestion could be made (NaN losses, a curve that never fell, too few points)."""
+    lrs: list
+    losses: list
+    suggestions: dict
+    settings: dict
+    all_lrs: list = field(default_factory=list)
+    all_losses: list = field(default_factory=list)
+    reason: str = ""
+    stopped_early: bool = False
+    seconds: float = 0.0
+    warnings: list = field(default_factory=list)
+
+
+def steepest_suggestion(lrs, losses):
+    """torch-lr-finder's rule: the LR at the most negative gradient of the loss curve."""
+    return lrs[int(np.gradient(np.asarray(losses)).argmin())]
+
+
+def valley_suggestion(lrs, losses):
+    """fastai's "valley" rule: find the longest run of ever-lower losses (longest decreasing
+    subsequence) and return the LR two thirds of the way down it."""
+    n = len(losses)
+    run_length = [1] * n
+    start, end = 0, 0
+    for i in range(1, n):
+        for j in range(i):
+            if losses[i] < losses[j] and run_length[i] < run_length[j] + 1:
+                run_length[i] = run_length[j] + 1
+        if run_length[end] < run_length[i]:
+            end = i
+            start = end - run_length[end]
+    third = (end - start) / 3
+    return lrs[start + int(third) + int(third / 2)]
+
+
+def suggest(lrs, losses):
+    """All three suggestions for a curve, or ``({}, reason)`` when the curve cannot support one."""
+    finite = np.isfinite(losses)
+    if finite.sum() < 5:
+        return {}, f"only {int(finite.sum())} finite loss value(s) in {len(losses)} iterations (NaN or " \
+                   "infinite loss): lower end_lr/start_lr, check the data and the model"
+    last_finite = int(np.flatnonzero(finite)[-1]) + 1
+    lrs, losses = list(lrs[:last_finite]), [float(v) for v in losses[:last_finite]]
+    if not np.all(np.isfinite(losses)):
+        return {}, "the loss was NaN or infinite inside the curve; lower start_lr or check the data"
+    if min(losses) >= losses[0]:
+        return {}, "the loss never fell below its first value: raise end_lr or num_iter, or check the data"
+    return {"steepest": steepest_suggestion(lrs, losses), "valley": valley_suggestion(lrs, losses),
+            "min_loss": lrs[int(np.argmin(losses))]}, ""
+
+
+def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-5, end_lr=10.0, num_iter=100,
+            step_mode="exp", smooth_f=0.05, diverge_th=5.0, skip_start=10, skip_end=5, precision="auto",
+            channels_last=True, progress=True):
+    """Run the LR range test and return an ``LRFinderResult``; model and optimizer are restored after.
+
+    The LR grows from ``start_lr`` to ``end_lr`` over ``num_iter`` batches (``step_mode`` "exp" or
+    "linear"), the loss is smoothed with ``smooth_f`` and the test stops once it exceeds ``diverge_th``
+    times the best. The loader is restarted if it has fewer than ``num_iter`` batches. ``skip_start`` and
+    ``skip_end`` points are left out of the curve (shrunk when the test ran too few iterations).
+    """
+    if not 0 < start_lr < end_lr:
+        raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
+    if num_iter < 2:
+        raise ValueError(f"num_iter must be at least 2, got {num_iter}")
+    if step_mode not in ("exp", "linear"):
+        raise ValueError(f"step_mode must be 'exp' or 'linear', got {step_mode!r}")
+    if not 0 <= smooth_f < 1:
+        raise ValueError(f"smooth_f must be in [0, 1), got {smooth_f}")
+    if diverge_th <= 1:
+        raise ValueError(f"diverge_th must be > 1, got {diverge_th}")
+    device = torch.device(device or next(model.parameters()).device)
+    precision = resolve_precision(device, precision)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    amp = {}
+    if precision != "fp32":
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": torch.bfloat16
+                                                      if precision == "bf16" else torch.float16},
+               "grad_scaler": torch.amp.GradScaler(device.type, enabled=precision == "fp16")}
+    settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
+                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision, "device": str(device)}
+    finder = LRFinder(model, optimizer, criterion, device=device, **amp)
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # the library prints hints for its own plot()
+            finder.range_test(BatchIter(train_loader, channels_last), start_lr=start_lr, end_lr=end_lr,
+                              num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
+    finally:
+        finder.reset()
+    seconds = time.perf_counter() - start
+    all_lrs, all_losses = finder.history["lr"], finder.history["loss"]
+    warnings = []
+    if len(all_lrs) < skip_start + skip_end + 5:
+        skip_start, skip_end = len(all_lrs) // 10, 0
+        warnings.append(f"only {len(all_lrs)} iterations: skips reduced to skip_start={skip_start}, skip_end=0")
+    end = len(all_lrs) - skip_end
+    lrs, losses = all_lrs[skip_start:end], all_losses[skip_start:end]
+    suggestions, reason = suggest(lrs, losses)
+    settings.update(skip_start=skip_start, skip_end=skip_end)
+    stopped_early = len(all_lrs) < num_iter
+    result = LRFinderResult(lrs, losses, suggestions, settings, all_lrs, all_losses, reason, stopped_early,
+                            seconds, warnings)
+    result.warnings += analyse(result)
+    return result
+
+
+def analyse(result):
+    """Warnings a user should read before trusting a suggestion."""
+    notes = []
+    if not result.suggestions:
+        return [f"no suggestion: {result.reason}"]
+    low, high = result.settings["start_lr"], result.settings["end_lr"]
+    span = math.log(high / low)
+    for name, lr in result.suggestions.items():
+        position = math.log(lr / low) / span
+        if position < 0.1 or position > 0.9:
+            notes.append(f"the {name} suggestion {lr:.2e} lies at the {'low' if position < 0.5 else 'high'} edge "
+                         f"of the range [{low:g}, {high:g}]: widen the range and run again")
+    if not result.stopped_early and result.losses[-1] <= min(result.losses) * 1.05:
+        notes.append("the loss was still falling at end_lr: the curve has no minimum yet; raise end_lr")
+    if result.suggestions["steepest"] < result.suggestions["valley"] / 10:
+        notes.append("the steepest-slope suggestion is far below the valley one: early noise probably "
+                     "fooled it; prefer the valley")
+    return notes
+
+
+def write_report(result, output_dir, dataset, batch_size, command, config=None, prefix="lr_finder",
+                 plot_file=None):
+    """Write ``<prefix>_plot.png``, ``<prefix>_log.txt`` and ``suggested_lr.json`` into ``output_dir``;
+    returns their paths. ``plot_file`` saves the plot elsewhere (the JSON names it relative to
+    ``output_dir``). ``suggested_lr`` in the JSON is the valley suggestion (None when there is none)."""
+    from visualize import plot_lr_finder
+
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    plot_file = Path(plot_file) if plot_file else output_dir / f"{prefix}_plot.png"
+    log_file, json_file = output_dir / f"{prefix}_log.txt", output_dir / "suggested_lr.json"
+    plot_lr_finder(result, save_path=plot_file)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+    suggested = result.suggestions.get("valley")
+    summary = {"suggested_lr": suggested, "suggestion_rule": "valley", "suggestions": result.suggestions,
+               "reason": result.reason or None, "dataset": str(dataset), "batch_size": batch_size,
+               "num_iter": result.settings["num_iter"], "iterations_run": len(result.all_lrs),
+               "start_lr": result.settings["start_lr"], "end_lr": result.settings["end_lr"],
+               "step_mode": result.settings["step_mode"], "plot_file": os.path.relpath(plot_file, output_dir),
+               "log_file": log_file.name, "timestamp": stamp}
+    json_file.write_text(json.dumps(summary, indent=2) + "\n")
+    lines = [f"LR range test  {stamp}", "", "Configuration"]
+    lines += [f"  {key}: {value}" for key, value in {**result.settings, "dataset": dataset,
+                                                      "batch_size": batch_size, **(config or {})}.items()]
+    lines += ["", "Command", f"  {command}", "", "Results",
+              f"  iterations run: {len(result.all_lrs)} of {result.settings['num_iter']}"
+              f"{' (stopped early: the loss diverged)' if result.stopped_early else ''}",
+              f"  time: {result.seconds:.1f}s"]
+    if result.suggestions:
+        lines += [f"  {name:9s} {lr:.3e}" for name, lr in result.suggestions.items()]
+        lines += [f"  lowest smoothed loss {min(result.losses):.4f}, first {result.losses[0]:.4f}"]
+    else:
+        lines += [f"  no suggestion: {result.reason}"]
+    lines += ["", "Analysis"] + ([f"  WARNING: {w}" for w in result.warnings] or ["  the curve looks healthy"])
+    lines += ["", "Next steps"]
+    if suggested:
+        lines += [f"  one-cycle: --max_lr {suggested:.3g} (the valley suggestion, 'suggested_lr' in the JSON) is the "
+                  "safe choice;", f"  {result.suggestions['min_loss']:.3g} (the LR at the lowest loss) the most "
+                  "aggressive one. Train briefly with both if in doubt.",
+                  f"  constant-LR training: start near {suggested:.3g}."]
+    else:
+        lines += ["  fix the cause above and run the range test again before training"]
+    lines += ["", "Curve (lr, smoothed loss)"] + [f"  {lr:.4e} {loss:.5f}" for lr, loss in
+                                                  zip(result.all_lrs, result.all_losses)]
+    log_file.write_text("\n".join(lines) + "\n")
+    return {"plot": plot_file, "log": log_file, "json": json_file}

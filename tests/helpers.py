@@ -1,0 +1,31 @@
+"""Small models and data shared by the tests."""
+import torch
+from torch import nn
+
+from dataset import BatchedCifarLoader, SyntheticImages
+
+MEAN, STD = (0.45, 0.42, 0.42), (0.2, 0.2, 0.2)
+
+
+def tiny_cnn(num_classes=10):
+    """A small CNN that learns SyntheticImages in one epoch on a CPU in about a second."""
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(16, 32, 3, padding=1, bias=False), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(32, 64, 3, padding=1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
+        nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
+
+
+def synthetic_loaders(n_train=1024, n_test=256, batch_size=64, seed=0, augment=False):
+    """Batched loaders over SyntheticImages (deterministic given ``seed``)."""
+    train, test = SyntheticImages(n_train, seed=seed), SyntheticImages(n_test, seed=seed + 1)
+    train_loader = BatchedCifarLoader(train.images, train.labels, batch_size, MEAN, STD, train=True,
+                                      augment=augment, seed=seed)
+    test_loader = BatchedCifarLoader(test.images, test.labels, 256, MEAN, STD, train=False)
+    return train_loader, test_loader
+
+
+def sgd(model, lr=0.05):
+    """SGD with Nesterov momentum, as the lessons use."""
+    torch.manual_seed(0)
+    return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)

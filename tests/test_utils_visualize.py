@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+import visualize
+from dataset import SyntheticImages, channel_stats
+from lr_finder import LRFinderResult
+from tests.helpers import synthetic_loaders, tiny_cnn
+from training_utils import new_history
+from utils import get_cifar_statistics, get_misclassified_data, get_predictions
+
+
+def test_statistics_match_numpy(capsys):
+    images = np.random.default_rng(0).integers(0, 256, (50, 8, 8, 3), dtype=np.uint8)
+    mean, std = get_cifar_statistics((images, np.zeros(50)), "Train")
+    scaled = images / 255.0
+    np.testing.assert_allclose(mean, scaled.mean(axis=(0, 1, 2)), rtol=1e-12)
+    np.testing.assert_allclose(std, scaled.std(axis=(0, 1, 2)), rtol=1e-12)
+    out = capsys.readouterr().out
+    assert "Total Train Images: 50" in out and "Tensor Shape: (8, 8, 3)" in out
+    assert f"mean: ({mean[0]:.4f}, {mean[1]:.4f}, {mean[2]:.4f})" in out
+    assert f"var: ({std[0] ** 2:.4f}" in out
+
+
+def test_misclassified_are_exactly_the_wrong_predictions():
+    torch.manual_seed(0)
+    _, test_loader = synthetic_loaders(n_test=200)
+    model = tiny_cnn()
+    wrong = get_misclassified_data(model, "cpu", test_loader)
+    truth, predicted = get_predictions(model, "cpu", test_loader)
+    assert len(wrong) == int((truth != predicted).sum()) > 0
+    assert all(t != p for _, t, p in wrong) and wrong[0][0].shape == (3, 32, 32)
+    assert len(get_misclassified_data(model, "cpu", test_loader, max_items=3)) == 3
+
+
+def png_ok(path):
+    data = path.read_bytes()
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+def test_every_figure_writes_a_png(tmp_path):
+    data = SyntheticImages(40)
+    classes = data.classes
+    mean, std = channel_stats(data.images)
+    history = new_history()
+    history.update(train_loss=[2.0, 1.0], test_loss=[2.1, 1.2], train_acc=[30.0, 60.0], test_acc=[25.0, 55.0])
+    lrs = list(np.geomspace(1e-4, 1, 30))
+    result = LRFinderResult(lrs, list(np.linspace(2.3, 1, 30)), {"steepest": lrs[5], "valley": lrs[10],
+                                                                  "min_loss": lrs[-1]}, {})
+    import albumentations as A
+    figures = {
+        "samples": lambda p: visualize.plot_samples(data.images, data.labels, classes, save_path=p),
+        "augmentations": lambda p: visualize.plot_augmentations(data.images[:4], {"flip": A.HorizontalFlip(p=1)},
+                                                                save_path=p),
+        "curves": lambda p: visualize.plot_history(history, save_path=p),
+        "lr_finder": lambda p: visualize.plot_lr_finder(result, chosen_lr=lrs[10], save_path=p),
+        "schedule": lambda p: visualize.plot_lr_schedule(lrs, [0.9] * 30, steps_per_epoch=10, save_path=p),
+        "misclassified": lambda p: visualize.plot_misclassified(
+            [(torch.zeros(3, 32, 32), 0, 1)] * 3, classes, mean, std, save_path=p),
+        "confusion": lambda p: visualize.plot_confusion_matrix(data.labels, data.labels[::-1], classes,
+                                                               save_path=p),
+    }
+    for name, draw in figures.items():
+        path = tmp_path / "Data" / f"{name}.png"
+        figure = draw(path)
+        assert figure.axes, name
+        assert png_ok(path), name
+
+
+def test_an_lr_plot_without_suggestions_says_why(tmp_path):
+    result = LRFinderResult([1e-3, 1e-2], [float("nan")] * 2, {}, {}, reason="only 0 finite loss value(s)")
+    figure = visualize.plot_lr_finder(result, save_path=tmp_path / "lr.png")
+    assert "no suggestion" in figure.axes[0].get_title()
+    assert png_ok(tmp_path / "lr.png")
