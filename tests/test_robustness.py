@@ -1,0 +1,105 @@
+"""Bad input ends in a message that names what is wrong; an interrupted run loses nothing."""
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from dataset import DataFormatError, DataNotFoundError, ImageFiles, image_folder
+from lr_finder import find_lr
+from tests.helpers import sgd, synthetic_loaders, tiny_cnn
+from training_utils import fit, load_checkpoint
+
+
+def make_folder(root, classes=("cat", "dog"), per_class=2, split="train"):
+    for name in classes:
+        (root / split / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            Image.fromarray(np.full((40, 40, 3), 60 * i, np.uint8)).save(root / split / name / f"{i}.JPEG")
+    return root
+
+
+def test_missing_or_empty_folders_name_the_path_and_the_layout(tmp_path):
+    with pytest.raises(DataNotFoundError, match=r"nowhere/train does not exist.*train/ and val/"):
+        image_folder(tmp_path / "nowhere")
+    (tmp_path / "empty" / "train").mkdir(parents=True)
+    with pytest.raises(DataFormatError, match=r"empty/train holds no class folders"):
+        image_folder(tmp_path / "empty")
+
+
+def test_val_classes_that_differ_from_train_are_named(tmp_path):
+    make_folder(tmp_path, ("cat", "dog"))
+    make_folder(tmp_path, ("cat", "cow"), split="val")
+    _, _, classes = image_folder(tmp_path, "train")
+    with pytest.raises(DataFormatError, match=r"extra \['cow'\], missing \['dog'\]"):
+        image_folder(tmp_path, "val", classes)
+
+
+def test_non_images_are_skipped_with_a_counted_warning(tmp_path):
+    make_folder(tmp_path)
+    (tmp_path / "train" / "cat" / "notes.txt").write_text("not an image")
+    (tmp_path / "train" / "dog" / "labels.csv").write_text("a,b")
+    with pytest.warns(UserWarning, match="skipped 2 file"):
+        paths, labels, classes = image_folder(tmp_path)
+    assert len(paths) == 4 and classes == ["cat", "dog"] and labels.tolist() == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("mode", ["L", "CMYK", "RGBA", "P"])
+def test_odd_image_modes_become_rgb(tmp_path, mode):
+    path = tmp_path / f"image.{'jpg' if mode in ('L', 'CMYK') else 'png'}"
+    Image.new(mode, (24, 16)).save(path)
+    image, label = ImageFiles([path], [3])[0]
+    assert image.shape == (16, 24, 3) and image.dtype == np.uint8 and label == 3
+
+
+def test_a_truncated_jpeg_is_named_in_the_error(tmp_path):
+    good = tmp_path / "good.JPEG"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good)
+    broken = tmp_path / "broken.JPEG"
+    broken.write_bytes(good.read_bytes()[:600])
+    with pytest.raises(DataFormatError, match="cannot decode image .*broken.JPEG"):
+        ImageFiles([broken], [0])[0]
+
+
+def test_a_range_test_shorter_than_its_skips_still_suggests():
+    train_loader, _ = synthetic_loaders(n_train=256, batch_size=32)
+    model = tiny_cnn()
+    result = find_lr(model, sgd(model, 1e-4), nn.CrossEntropyLoss(), train_loader, start_lr=1e-3, end_lr=1,
+                     num_iter=12, skip_start=10, skip_end=5, progress=False)
+    assert result.settings["skip_start"] + result.settings["skip_end"] < 12
+    assert any("skips reduced" in w for w in result.warnings)
+    assert len(result.lrs) >= 10
+
+
+class InterruptAt:
+    """Wraps a loader and raises KeyboardInterrupt at a given batch of a given pass (Ctrl-C)."""
+
+    def __init__(self, loader, epoch, batch):
+        self.loader, self.epoch, self.batch, self.passes = loader, epoch, batch, 0
+        self.generator = loader.generator
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        self.passes += 1
+        for index, item in enumerate(self.loader):
+            if self.passes == self.epoch and index == self.batch:
+                raise KeyboardInterrupt
+            yield item
+
+
+def test_ctrl_c_keeps_the_last_finished_epoch_and_resume_continues(tmp_path):
+    messages = []
+    train_loader, test_loader = synthetic_loaders(n_train=256, batch_size=64)
+    model = tiny_cnn()
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, "cpu", InterruptAt(train_loader, epoch=2, batch=1), test_loader, sgd(model), nn.CrossEntropyLoss(),
+            3, checkpoint_dir=tmp_path, progress=False, log=messages.append)
+    assert "interrupted during epoch 2" in messages[-1] and "holds epoch 1" in messages[-1]
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
+    model = tiny_cnn()
+    history = fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 3,
+                  checkpoint_dir=tmp_path, resume=tmp_path / "last.pt", progress=False, log=messages.append)
+    assert any("continuing at epoch 2" in m for m in messages) and len(history["test_acc"]) == 3
+    assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
