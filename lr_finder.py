@@ -8,12 +8,14 @@ with three suggestions:
   early noise can fool it;
 * ``valley``: fastai's rule: the middle of the longest stretch over which the loss keeps falling;
   the more robust one;
-* ``min_loss``: the LR at the lowest smoothed loss; Smith's one-cycle max LR sits at or just below it.
+* ``min_loss``: the LR at the lowest smoothed loss: the course's rule for the one-cycle max LR (Smith's
+  upper bound: the largest LR at which the loss still falls).
 
 ``write_report`` writes what an ImageNet user expects beside a run: the plot, a detailed log and
 ``suggested_lr.json``.
 """
 import contextlib
+import functools
 import io
 import json
 import math
@@ -28,6 +30,7 @@ import torch
 
 with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which warns in notebooks
     warnings.simplefilter("ignore")
+    import torch_lr_finder.lr_finder as library
     from torch_lr_finder import LRFinder
     from torch_lr_finder.lr_finder import TrainDataLoaderIter
 
@@ -86,11 +89,26 @@ def valley_suggestion(lrs, losses):
             end = i
             start = end - run_length[end]
     third = (end - start) / 3
-    return lrs[start + int(third) + int(third / 2)]
+    return lrs[max(0, start + int(third) + int(third / 2))]  # a run from index 0 gives start = -1
+
+
+DIVERGED = 2.0  # past the first point where the loss exceeds this many times its lowest value, it diverged
+
+
+def divergence_index(losses, factor=DIVERGED):
+    """Index of the first point where the (positive) loss exceeds ``factor`` times its lowest value so
+    far, where training has diverged; ``len(losses)`` when it never does."""
+    losses = np.asarray(losses, dtype=float)
+    above = np.flatnonzero(losses > factor * np.minimum.accumulate(losses))
+    return int(above[0]) if len(above) else len(losses)
 
 
 def suggest(lrs, losses):
-    """All three suggestions for a curve, or ``({}, reason)`` when the curve cannot support one."""
+    """All three suggestions for a curve, or ``({}, reason)`` when the curve cannot support one.
+
+    Only the curve before ``divergence_index`` counts: after a blow-up the loss of the wrecked net can
+    drift down again (when the test's ``diverge_th`` is never reached), and that fall must not attract
+    a suggestion."""
     finite = np.isfinite(losses)
     if finite.sum() < 5:
         return {}, f"only {int(finite.sum())} finite loss value(s) in {len(losses)} iterations (NaN or " \
@@ -99,6 +117,10 @@ def suggest(lrs, losses):
     lrs, losses = list(lrs[:last_finite]), [float(v) for v in losses[:last_finite]]
     if not np.all(np.isfinite(losses)):
         return {}, "the loss was NaN or infinite inside the curve; lower start_lr or check the data"
+    end = divergence_index(losses)
+    if end < 5:
+        return {}, f"the loss diverged after {end} point(s) of the curve, at {lrs[end]:.2e}: lower start_lr"
+    lrs, losses = lrs[:end], losses[:end]
     if min(losses) >= losses[0]:
         return {}, "the loss never fell below its first value: raise end_lr or num_iter, or check the data"
     return {"steepest": steepest_suggestion(lrs, losses), "valley": valley_suggestion(lrs, losses),
@@ -114,6 +136,7 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     "linear"), the loss is smoothed with ``smooth_f`` and the test stops once it exceeds ``diverge_th``
     times the best. The loader is restarted if it has fewer than ``num_iter`` batches. ``skip_start`` and
     ``skip_end`` points are left out of the curve (shrunk when the test ran too few iterations).
+    ``progress=False`` hides the library's progress bar.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
@@ -138,11 +161,14 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
                 "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision, "device": str(device)}
     finder = LRFinder(model, optimizer, criterion, device=device, **amp)
     start = time.perf_counter()
+    bar = library.tqdm
     try:
+        library.tqdm = bar if progress else functools.partial(bar, disable=True)
         with contextlib.redirect_stdout(io.StringIO()):  # the library prints hints for its own plot()
             finder.range_test(BatchIter(train_loader, channels_last), start_lr=start_lr, end_lr=end_lr,
                               num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
     finally:
+        library.tqdm = bar
         finder.reset()
     seconds = time.perf_counter() - start
     all_lrs, all_losses = finder.history["lr"], finder.history["loss"]
@@ -173,6 +199,11 @@ def analyse(result):
         if position < 0.1 or position > 0.9:
             notes.append(f"the {name} suggestion {lr:.2e} lies at the {'low' if position < 0.5 else 'high'} edge "
                          f"of the range [{low:g}, {high:g}]: widen the range and run again")
+    end = divergence_index(result.losses)
+    if end < len(result.losses) and not result.stopped_early:
+        notes.append(f"the loss passed {DIVERGED:g}x its lowest value at {result.lrs[end]:.2e} but the test ran on "
+                     f"(diverge_th={result.settings.get('diverge_th')} never reached): the suggestions ignore the "
+                     "curve beyond that LR")
     if not result.stopped_early and result.losses[-1] <= min(result.losses) * 1.05:
         notes.append("the loss was still falling at end_lr: the curve has no minimum yet; raise end_lr")
     if result.suggestions["steepest"] < result.suggestions["valley"] / 10:
@@ -185,7 +216,8 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
                  plot_file=None):
     """Write ``<prefix>_plot.png``, ``<prefix>_log.txt`` and ``suggested_lr.json`` into ``output_dir``;
     returns their paths. ``plot_file`` saves the plot elsewhere (the JSON names it relative to
-    ``output_dir``). ``suggested_lr`` in the JSON is the valley suggestion (None when there is none)."""
+    ``output_dir``). ``suggested_lr`` in the JSON is the course's one-cycle rule, the ``min_loss``
+    suggestion (None when there is none); all three suggestions are listed beside it."""
     from visualize import plot_lr_finder
 
     output_dir = Path(output_dir)
@@ -194,8 +226,9 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
     log_file, json_file = output_dir / f"{prefix}_log.txt", output_dir / "suggested_lr.json"
     plot_lr_finder(result, save_path=plot_file)
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
-    suggested = result.suggestions.get("valley")
-    summary = {"suggested_lr": suggested, "suggestion_rule": "valley", "suggestions": result.suggestions,
+    suggested = result.suggestions.get("min_loss")
+    summary = {"suggested_lr": suggested, "suggestion_rule": "min_loss (one-cycle max LR)",
+               "suggestions": result.suggestions,
                "reason": result.reason or None, "dataset": str(dataset), "batch_size": batch_size,
                "num_iter": result.settings["num_iter"], "iterations_run": len(result.all_lrs),
                "start_lr": result.settings["start_lr"], "end_lr": result.settings["end_lr"],
@@ -217,10 +250,10 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
     lines += ["", "Analysis"] + ([f"  WARNING: {w}" for w in result.warnings] or ["  the curve looks healthy"])
     lines += ["", "Next steps"]
     if suggested:
-        lines += [f"  one-cycle: --max_lr {suggested:.3g} (the valley suggestion, 'suggested_lr' in the JSON) is the "
-                  "safe choice;", f"  {result.suggestions['min_loss']:.3g} (the LR at the lowest loss) the most "
-                  "aggressive one. Train briefly with both if in doubt.",
-                  f"  constant-LR training: start near {suggested:.3g}."]
+        lines += [f"  one-cycle: --max_lr {suggested:.3g} (the LR at the lowest loss, 'suggested_lr' in the JSON): "
+                  "one-cycle visits its peak only briefly,", "  so it can use the largest LR at which the loss still "
+                  f"fell. The valley suggestion {result.suggestions['valley']:.3g} is the cautious choice;",
+                  f"  constant-LR training: start near the valley, {result.suggestions['valley']:.3g}."]
     else:
         lines += ["  fix the cause above and run the range test again before training"]
     lines += ["", "Curve (lr, smoothed loss)"] + [f"  {lr:.4e} {loss:.5f}" for lr, loss in
