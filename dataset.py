@@ -89,13 +89,19 @@ def _load_torchvision_folder(folder, spec, train):
 def load_cifar(name="cifar10", data_dir=None, train=True, download=True):
     """CIFAR-10 or CIFAR-100 as ``(images uint8 N x 32 x 32 x 3 RGB, labels int64 N)``.
 
+    ``name="synthetic"`` gives ``SyntheticImages`` arrays instead (384 training, 256 test images, no
+    files), the stand-in the notebooks use in SMOKE mode.
+
     Looks, in order, for: ``<data_dir>/train.npz`` / ``test.npz`` (keys ``images`` and ``labels``); a
     torchvision-format folder ``<data_dir>/cifar-10-batches-py``; torchvision's download into
     ``data_dir``. ``data_dir`` defaults to the ``CIFAR10_DIR`` (``CIFAR100_DIR``) environment variable,
     else ``./data``.
     """
+    if name == "synthetic":
+        data = SyntheticImages(n=384 if train else 256, seed=0 if train else 1)
+        return data.images, data.labels
     if name not in _CIFAR:
-        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(_CIFAR)}")
+        raise ValueError(f"unknown data set {name!r}; choose one of {sorted(_CIFAR) + ['synthetic']}")
     spec = _CIFAR[name]
     root = Path(data_dir or os.environ.get(spec["env"]) or "data").expanduser()
     npz = root / ("train.npz" if train else "test.npz")
@@ -121,6 +127,13 @@ def _missing_cifar_message(name, root, spec, reason):
             f"  2. folder: put torchvision's extracted '{spec['folder']}' folder in {root};\n"
             f"  3. .npz: put train.npz and test.npz (keys 'images' uint8 N x 32 x 32 x 3, 'labels' int64) in a "
             f"folder and set {spec['env']}=<folder> (or pass data_dir).")
+
+
+def class_names(name):
+    """The class names of ``"cifar10"``, ``"cifar100"`` (as numbers) or ``"synthetic"``."""
+    if name == "synthetic":
+        return SyntheticImages.classes
+    return CIFAR10_CLASSES if name == "cifar10" else tuple(str(i) for i in range(_CIFAR[name]["num_classes"]))
 
 
 def channel_stats(images):
@@ -239,13 +252,13 @@ def image_folder_datasets(root, image_size=224, max_samples=None, seed=0):
     Training images get ``imagenet_train_transforms(image_size)``, validation images
     ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
     ``val`` must hold the same class folders. ``max_samples`` keeps a class-balanced subset of at most
-    that many images in each split. ``seed`` picks the subsets and seeds the training augmentations
-    (DataLoader workers from ``make_loader`` reseed their copy).
+    that many images in each split. ``seed`` picks the subsets and, with the epoch, the training
+    augmentations (see ``AlbumentationsDataset``).
     """
     train_paths, train_labels, class_names = image_folder(root, "train", max_samples=max_samples, seed=seed)
     val_paths, val_labels, _ = image_folder(root, "val", class_names, max_samples=max_samples, seed=seed)
-    train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels),
-                                      imagenet_train_transforms(image_size, seed=seed))
+    train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels), imagenet_train_transforms(image_size),
+                                      seed=seed)
     val_set = AlbumentationsDataset(ImageFiles(val_paths, val_labels), imagenet_val_transforms(image_size))
     return train_set, val_set, class_names
 
@@ -270,46 +283,116 @@ class ImageFiles:
 
 
 # --------------------------------------------------------------------------------- Albumentations path
+def derive_seed(*keys):
+    """A 32-bit seed derived from integer keys, e.g. ``(seed, epoch, rank)`` or ``(seed, epoch, index)``:
+    every combination gets an independent, reproducible random stream (NumPy's ``SeedSequence``)."""
+    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
+
+
+class ImageArrays:
+    """An (image, label) source over in-memory arrays: uint8 ``images`` (N x H x W x 3) and ``labels``."""
+
+    def __init__(self, images, labels):
+        if len(images) != len(labels):
+            raise DataFormatError(f"{len(images)} images but {len(labels)} labels")
+        self.images, self.labels = images, labels
+
+    def __len__(self):
+        return len(self.labels)
+
+    def __getitem__(self, index):
+        return self.images[index], int(self.labels[index])
+
+
 class AlbumentationsDataset(torch.utils.data.Dataset):
     """Any (image, label) source plus an Albumentations ``Compose`` -> (tensor, label).
 
-    ``source`` is either an ``(images, labels)`` pair of arrays or anything indexable that returns
-    ``(image, label)`` with a HWC uint8 image (numpy array or PIL image).
+    ``source`` is anything indexable that returns ``(image, label)`` with a HWC uint8 image (numpy array
+    or PIL image): ``ImageArrays(images, labels)``, ``ImageFiles``, ``SyntheticImages``, a torchvision
+    data set. Indexed with an ``(epoch, index)`` key (what ``EpochSampler`` yields), the transform is
+    seeded from ``(seed, epoch, index)``: the augmentation of every image in every epoch is fixed by
+    the seed, whatever the number of DataLoader workers, so an interrupted run resumes exactly. Indexed
+    with a plain integer, the transform draws from its own running random state.
     """
 
-    def __init__(self, source, transform):
-        if isinstance(source, tuple) and len(source) == 2 and len(source[0]) == len(source[1]) \
-                and not isinstance(source[0], (int, np.integer)):
-            self.images, self.labels = source
-            self.source = None
-        else:
-            self.source = source
-        self.transform = transform
+    def __init__(self, source, transform, seed=0):
+        if isinstance(source, tuple):
+            raise TypeError("AlbumentationsDataset takes an (image, label) source, not a tuple of arrays: "
+                            "wrap arrays as ImageArrays(images, labels)")
+        self.source, self.transform, self.seed = source, transform, seed
 
     def __len__(self):
-        return len(self.source) if self.source is not None else len(self.labels)
+        return len(self.source)
 
-    def __getitem__(self, index):
-        if self.source is None:
-            image, label = self.images[index], int(self.labels[index])
+    def __getitem__(self, key):
+        if isinstance(key, tuple):
+            epoch, index = key
+            self.transform.set_random_seed(derive_seed(self.seed, epoch, index))
         else:
-            image, label = self.source[index]
+            index = key
+        image, label = self.source[index]
         return self.transform(image=np.asarray(image))["image"], label
 
 
-def cifar_train_transforms(mean, std, cutout_size=16):
-    """Reference CIFAR augmentation: pad 4 (reflect) + random 32x32 crop, horizontal flip, one
-    ``cutout_size`` square hole filled with the data mean, normalisation, ``ToTensorV2``."""
+class EpochSampler(torch.utils.data.Sampler):
+    """Yields ``(epoch, index)`` keys: the order of an epoch (shuffled or not) is derived from ``(seed,
+    epoch)``, and ``AlbumentationsDataset`` seeds each image's augmentation from the key. Call
+    ``set_epoch`` before each epoch (``fit`` does). With ``num_replicas > 1`` each rank gets its own
+    share (padded to equal length, as ``DistributedSampler`` does)."""
+
+    def __init__(self, length, shuffle=True, seed=0, num_replicas=1, rank=0):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        self.length, self.shuffle, self.seed = length, shuffle, seed
+        self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+
+    def set_epoch(self, epoch):
+        """Choose the epoch whose order and augmentations the next iteration yields."""
+        self.epoch = int(epoch)
+
+    def __len__(self):
+        return -(-self.length // self.num_replicas)
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(derive_seed(self.seed, self.epoch))
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        total = len(self) * self.num_replicas
+        order += order[:total - len(order)]
+        return iter([(self.epoch, index) for index in order[self.rank:total:self.num_replicas]])
+
+
+def cifar_augmentations(mean, cutout_size=8, cutout_holes=1, padding=4, flip=True, rotate_degrees=0.0):
+    """The CIFAR training augmentations as a list (uint8 in, uint8 out, no normalisation): reflect-pad
+    ``padding`` + random crop back to 32x32, horizontal flip, optional random rotation by at most
+    ``rotate_degrees``, and ``cutout_holes`` square holes of ``cutout_size`` filled with the data mean."""
     fill = tuple(int(round(m * 255)) for m in mean)
-    return A.Compose([
-        A.PadIfNeeded(40, 40, border_mode=4),  # cv2.BORDER_REFLECT_101
-        A.RandomCrop(32, 32),
-        A.HorizontalFlip(p=0.5),
-        A.CoarseDropout(num_holes_range=(1, 1), hole_height_range=(cutout_size, cutout_size),
-                        hole_width_range=(cutout_size, cutout_size), fill=fill, p=1.0),
-        A.Normalize(mean=mean, std=std),
-        ToTensorV2(),
-    ])
+    augmentations = []
+    if padding:
+        augmentations += [A.PadIfNeeded(32 + 2 * padding, 32 + 2 * padding, border_mode=4),  # BORDER_REFLECT_101
+                          A.RandomCrop(32, 32)]
+    if flip:
+        augmentations.append(A.HorizontalFlip(p=0.5))
+    if rotate_degrees:
+        augmentations.append(A.Rotate(limit=rotate_degrees, border_mode=4, p=1.0))
+    if cutout_holes and cutout_size:
+        augmentations.append(cutout(cutout_holes, cutout_size, fill))
+    return augmentations
+
+
+def cutout(holes, length, fill):
+    """Cutout (DeVries & Taylor 2017): ``holes`` squares of ``length`` pixels filled with ``fill``."""
+    return A.CoarseDropout(num_holes_range=(holes, holes), hole_height_range=(length, length),
+                           hole_width_range=(length, length), fill=fill, p=1.0)
+
+
+def cifar_train_transforms(mean, std, cutout_size=8, cutout_holes=1, padding=4, flip=True, rotate_degrees=0.0):
+    """CIFAR training transform: ``cifar_augmentations`` (pad + crop, flip, [rotation], cutout), then
+    normalisation and ``ToTensorV2``."""
+    return A.Compose(cifar_augmentations(mean, cutout_size, cutout_holes, padding, flip, rotate_degrees)
+                     + [A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
 def cifar_test_transforms(mean, std):
@@ -319,7 +402,7 @@ def cifar_test_transforms(mean, std):
 
 def imagenet_train_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=None):
     """ImageNet training augmentation: random-resized crop, horizontal flip, colour jitter, normalisation.
-    ``seed`` makes the augmentation sequence reproducible (Albumentations ignores the global seeds)."""
+    ``seed`` starts the transform's own random state (Albumentations ignores the global seeds)."""
     return A.Compose([
         A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.25, 1.0)),
         A.HorizontalFlip(p=0.5),
@@ -339,26 +422,19 @@ def imagenet_val_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     ])
 
 
-def seed_worker_transform(worker_id):
-    """DataLoader ``worker_init_fn``: give each worker's copy of the dataset's Albumentations transform
-    its own seed (the worker's torch seed). Without it every worker repeats the same augmentations,
-    because each one starts from a copy of the same random state."""
-    info = torch.utils.data.get_worker_info()
-    transform = getattr(info.dataset, "transform", None)
-    if hasattr(transform, "set_random_seed"):
-        transform.set_random_seed(info.seed % 2 ** 32)
+def make_loader(dataset, batch_size, train, device="cpu", workers=None, persistent=True, seed=0, num_replicas=1,
+                rank=0):
+    """A DataLoader over an ``AlbumentationsDataset`` whose shuffling and augmentations are fixed by
+    ``(seed, epoch)`` (an ``EpochSampler``; ``fit`` sets the epoch), so a resumed run is exact.
 
-
-def make_loader(dataset, batch_size, train, device="cpu", workers=None, persistent=True, sampler=None):
-    """A DataLoader with settings that suit the machine: ``workers`` defaults to min(4, cores - 1)
-    (0 on a single core), pinned memory on CUDA, persistent workers, drop_last when training, distinct
-    augmentations in each worker. ``sampler`` (e.g. a ``DistributedSampler``) replaces the shuffling."""
+    ``workers`` defaults to min(4, cores - 1) (0 on a single core); pinned memory on CUDA, persistent
+    workers, drop_last when training. ``num_replicas``/``rank`` shard the data for a distributed run."""
     if workers is None:
         workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+    sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, num_replicas=num_replicas, rank=rank)
     return torch.utils.data.DataLoader(
-        dataset, batch_size=batch_size, shuffle=train and sampler is None, sampler=sampler, drop_last=train,
-        num_workers=workers, pin_memory=torch.device(device).type == "cuda",
-        persistent_workers=persistent and workers > 0, worker_init_fn=seed_worker_transform)
+        dataset, batch_size=batch_size, sampler=sampler, drop_last=train, num_workers=workers,
+        pin_memory=torch.device(device).type == "cuda", persistent_workers=persistent and workers > 0)
 
 
 # ----------------------------------------------------------------------------------------- fast path
@@ -383,6 +459,7 @@ class BatchedCifarLoader:
         self.cutout_size, self.pad, self.dtype = cutout_size, pad, dtype
         self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32) * 255
         self.std = torch.tensor(std, device=self.device, dtype=torch.float32) * 255
+        self.seed = seed
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.dataset = self.images  # for code that asks len(loader.dataset)
         if self.augment:  # reflect-pad once; crops are then plain gathers
@@ -392,6 +469,11 @@ class BatchedCifarLoader:
     def __len__(self):
         n = len(self.labels)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch):
+        """Derive this epoch's shuffling and augmentations from ``(seed, epoch)`` (``fit`` calls it), so a
+        resumed run replays the remaining epochs exactly."""
+        self.generator.manual_seed(derive_seed(self.seed, epoch))
 
     def _randint(self, high, size):
         return torch.randint(0, high, size, device=self.device, generator=self.generator)

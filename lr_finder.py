@@ -2,14 +2,15 @@
 
 ``find_lr`` runs torch-lr-finder's ``range_test`` with our precision and memory-format settings and any
 loader that yields ``(x, y)`` batches, restores model and optimizer afterwards, and returns the curve
-with three suggestions:
+with four suggestions:
 
-* ``steepest``: the LR where the (smoothed) loss falls fastest, torch-lr-finder's ``plot()`` rule;
-  early noise can fool it;
+* ``steepest``: the LR where the (smoothed) loss falls fastest before its minimum, torch-lr-finder's
+  ``plot()`` rule; early noise can fool it;
 * ``valley``: fastai's rule: the middle of the longest stretch over which the loss keeps falling;
   the more robust one;
 * ``min_loss``: the LR at the lowest smoothed loss: the course's rule for the one-cycle max LR (Smith's
-  upper bound: the largest LR at which the loss still falls).
+  upper bound: the largest LR at which the loss still falls);
+* ``minimum``: fastai's ``minimum``, the ``min_loss`` LR divided by 10.
 
 ``write_report`` writes what an ImageNet user expects beside a run: the plot, a detailed log and
 ``suggested_lr.json``.
@@ -20,6 +21,7 @@ import io
 import json
 import math
 import os
+import random
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -34,7 +36,7 @@ with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which 
     from torch_lr_finder import LRFinder
     from torch_lr_finder.lr_finder import TrainDataLoaderIter
 
-from training_utils import resolve_precision
+from training_utils import Precision
 
 
 class BatchIter(TrainDataLoaderIter):
@@ -56,7 +58,7 @@ class BatchIter(TrainDataLoaderIter):
 class LRFinderResult:
     """The range test's curve (LR and smoothed loss per iteration, after the skips) and suggestions.
 
-    ``suggestions`` maps ``steepest``, ``valley`` and ``min_loss`` to an LR, or is empty with ``reason``
+    ``suggestions`` maps ``steepest``, ``valley``, ``min_loss`` and ``minimum`` to an LR, or is empty with ``reason``
     saying why no suggestion could be made (NaN losses, a curve that never fell, too few points)."""
     lrs: list
     losses: list
@@ -77,7 +79,7 @@ def steepest_suggestion(lrs, losses):
 
 def valley_suggestion(lrs, losses):
     """fastai's "valley" rule: find the longest run of ever-lower losses (longest decreasing
-    subsequence) and return the LR two thirds of the way down it."""
+    subsequence) and return the LR about halfway along it (index start + third + third / 2)."""
     n = len(losses)
     run_length = [1] * n
     start, end = 0, 0
@@ -104,7 +106,10 @@ def divergence_index(losses, factor=DIVERGED):
 
 
 def suggest(lrs, losses):
-    """All three suggestions for a curve, or ``({}, reason)`` when the curve cannot support one.
+    """All four suggestions for a curve, or ``({}, reason)`` when the curve cannot support one.
+
+    ``steepest`` looks only at the curve up to its minimum (a fall after the minimum is noise of a
+    net that is already being wrecked); ``minimum`` is fastai's rule, the LR of the lowest loss / 10.
 
     Only the curve before ``divergence_index`` counts: after a blow-up the loss of the wrecked net can
     drift down again (when the test's ``diverge_th`` is never reached), and that fall must not attract
@@ -123,8 +128,9 @@ def suggest(lrs, losses):
     lrs, losses = lrs[:end], losses[:end]
     if min(losses) >= losses[0]:
         return {}, "the loss never fell below its first value: raise end_lr or num_iter, or check the data"
-    return {"steepest": steepest_suggestion(lrs, losses), "valley": valley_suggestion(lrs, losses),
-            "min_loss": lrs[int(np.argmin(losses))]}, ""
+    lowest = int(np.argmin(losses))
+    return {"steepest": steepest_suggestion(lrs[:lowest + 1], losses[:lowest + 1]),
+            "valley": valley_suggestion(lrs, losses), "min_loss": lrs[lowest], "minimum": lrs[lowest] / 10}, ""
 
 
 def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-5, end_lr=10.0, num_iter=100,
@@ -136,7 +142,8 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     "linear"), the loss is smoothed with ``smooth_f`` and the test stops once it exceeds ``diverge_th``
     times the best. The loader is restarted if it has fewer than ``num_iter`` batches. ``skip_start`` and
     ``skip_end`` points are left out of the curve (shrunk when the test ran too few iterations).
-    ``progress=False`` hides the library's progress bar.
+    ``progress=False`` hides the library's progress bar. Every RNG (torch, CUDA, NumPy, Python) is left
+    as it was found, so the training that follows is the same with or without the test.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
@@ -149,27 +156,29 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     if diverge_th <= 1:
         raise ValueError(f"diverge_th must be > 1, got {diverge_th}")
     device = torch.device(device or next(model.parameters()).device)
-    precision = resolve_precision(device, precision)
-    if channels_last:
+    precision = Precision.resolve(device, precision, channels_last)
+    if precision.channels_last:
         model.to(memory_format=torch.channels_last)
     amp = {}
-    if precision != "fp32":
-        amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": torch.bfloat16
-                                                      if precision == "bf16" else torch.float16},
-               "grad_scaler": torch.amp.GradScaler(device.type, enabled=precision == "fp16")}
+    if precision.dtype is not None:
+        amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": precision.dtype},
+               "grad_scaler": precision.grad_scaler()}
     settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
-                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision, "device": str(device)}
+                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device)}
     finder = LRFinder(model, optimizer, criterion, device=device, **amp)
     start = time.perf_counter()
     bar = library.tqdm
+    python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         library.tqdm = bar if progress else functools.partial(bar, disable=True)
-        with contextlib.redirect_stdout(io.StringIO()):  # the library prints hints for its own plot()
-            finder.range_test(BatchIter(train_loader, channels_last), start_lr=start_lr, end_lr=end_lr,
+        with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)):
+            finder.range_test(BatchIter(train_loader, precision.channels_last), start_lr=start_lr, end_lr=end_lr,
                               num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
     finally:
         library.tqdm = bar
         finder.reset()
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
     seconds = time.perf_counter() - start
     all_lrs, all_losses = finder.history["lr"], finder.history["loss"]
     warnings = []
@@ -185,6 +194,10 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
                             seconds, warnings)
     result.warnings += analyse(result)
     return result
+
+
+def _cuda_devices(device):
+    return [device] if device.type == "cuda" else []
 
 
 def analyse(result):

@@ -5,15 +5,17 @@ GradScaler on CUDA), channels_last, ``zero_grad(set_to_none=True)``, non-blockin
 turned off (``precision="fp32"``, ``channels_last=False``) for a plain fp32 run.
 """
 import os
-import random
 import time
-from contextlib import nullcontext
+from collections import namedtuple
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from dataset import derive_seed
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -43,9 +45,19 @@ def cpu_has_bf16():
                 or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
 
 
+def cuda_has_bf16(device=None):
+    """True when the GPU computes in bf16 natively: compute capability 8.0 (Ampere) and up.
+
+    ``torch.cuda.is_bf16_supported()`` also counts emulation, so it is true on a T4 (7.5) or a V100
+    (7.0), which have no bf16 tensor cores; there fp16 with a GradScaler is the fast choice."""
+    return torch.cuda.get_device_capability(device)[0] >= 8
+
+
 def resolve_precision(device, precision="auto"):
-    """Turn ``"auto"`` into the fastest safe choice: bf16 on CUDA with bf16 support (fp16 otherwise), bf16
-    on a CPU with bf16 units, fp32 elsewhere."""
+    """Turn ``"auto"`` into the fastest safe choice: on CUDA bf16 from compute capability 8.0 and fp16
+    (with a GradScaler) below it; on the CPU bf16 where it has bf16 units, fp32 elsewhere."""
+    if isinstance(precision, Precision):
+        return precision.name
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     device = torch.device(device)
@@ -54,34 +66,54 @@ def resolve_precision(device, precision="auto"):
             raise ValueError("fp16 autocast needs CUDA; use precision='bf16' or 'fp32' on the CPU")
         return precision
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cuda_has_bf16(device) else "fp16"
     return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
 
 
-def autocast(device, precision):
-    """The autocast context for a resolved precision (a no-op for fp32)."""
-    device = torch.device(device)
-    if precision == "fp32":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+@dataclass(frozen=True)
+class Precision:
+    """How tensors are computed, decided once: the device, the autocast dtype (``name``: bf16, fp16 or
+    fp32) and the memory format. ``train``, ``test``, ``fit`` and ``find_lr`` share it."""
+    device: torch.device
+    name: str
+    channels_last: bool = True
 
+    @classmethod
+    def resolve(cls, device, precision="auto", channels_last=True):
+        """A ``Precision`` from a device and ``"auto"``/``"bf16"``/``"fp16"``/``"fp32"`` (or one given)."""
+        if isinstance(precision, Precision):
+            return precision
+        return cls(torch.device(device), resolve_precision(device, precision), channels_last)
 
-def make_grad_scaler(device, precision):
-    """A GradScaler for fp16 on CUDA; None otherwise (bf16 and fp32 need none)."""
-    return torch.amp.GradScaler("cuda") if precision == "fp16" and torch.device(device).type == "cuda" else None
+    @property
+    def dtype(self):
+        """The autocast dtype, or None for fp32."""
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
+
+    def autocast(self):
+        """The autocast context (disabled for fp32)."""
+        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
+
+    def grad_scaler(self):
+        """A GradScaler that is enabled only for fp16 (a pass-through otherwise)."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.name == "fp16")
+
+    def prepare(self, model):
+        """Move the model to the device, in channels_last memory format when asked."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.channels_last else model
+
+    def batch(self, x, y):
+        """A batch on the device (non-blocking), inputs in the chosen memory format."""
+        x = x.to(self.device, non_blocking=True)
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, y.to(self.device, non_blocking=True)
 
 
 def prepare_model(model, device, channels_last=True):
     """Move the model to the device, in channels_last memory format when asked."""
-    model = model.to(device)
-    return model.to(memory_format=torch.channels_last) if channels_last else model
-
-
-def _to_device(x, y, device, channels_last):
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, y.to(device, non_blocking=True)
+    return Precision(torch.device(device), "fp32", channels_last).prepare(model)
 
 
 def _check_finite(losses, count, epoch):
@@ -101,50 +133,66 @@ def _sum_over_processes(values, device):
     return totals.tolist()
 
 
-def train(model, device, loader, optimizer, criterion, scheduler=None, precision="auto", scaler=None,
-          channels_last=True, grad_clip=None, epoch=None, progress=True, lrs=None, momentums=None):
-    """Train for one epoch; returns ``{"loss", "acc"}`` (mean loss, accuracy in %, over all processes
-    of a distributed run).
+class TrainResult(namedtuple("TrainResult", "correct processed loss")):
+    """One training epoch: ``correct, processed, loss = train(...)`` (loss: the mean over the steps);
+    ``.acc`` in %, and ``.steps``: the LR, momentum and loss at every step."""
 
-    ``scheduler``, when given, is stepped after every batch (OneCycleLR). ``lrs`` and ``momentums``,
-    lists, receive the learning rate and momentum used at every step. A NaN or infinite loss raises
-    ``NonFiniteLossError`` naming the epoch and step (checked every few steps on CUDA to avoid a sync per
-    step).
+    @property
+    def acc(self):
+        return 100 * self.correct / max(self.processed, 1)
+
+
+class TestResult(namedtuple("TestResult", "correct loss")):
+    """One evaluation: ``correct, loss = test(...)`` (loss: the mean over the images); ``.processed``,
+    ``.acc`` and ``.top5`` (None unless asked for) in %."""
+    __test__ = False  # not a pytest class
+
+    @property
+    def acc(self):
+        return 100 * self.correct / max(self.processed, 1)
+
+    @property
+    def top5(self):
+        return None if self.correct5 is None else 100 * self.correct5 / max(self.processed, 1)
+
+
+def train(model, device, loader, optimizer, criterion, scheduler=None, *, precision="auto", scaler=None,
+          grad_clip=None, epoch=None, progress=False):
+    """Train for one epoch; returns a ``TrainResult`` (``correct, processed, loss``; over all processes of
+    a distributed run) whose ``.steps`` holds the LR, momentum and loss of every step.
+
+    ``scheduler``, when given, is stepped after every batch (OneCycleLR). ``precision`` is a string or a
+    ``Precision``; ``scaler`` a GradScaler to keep across epochs (made from the precision when None).
+    A NaN or infinite loss raises ``NonFiniteLossError`` naming the epoch and step (checked every few
+    steps on CUDA to avoid a sync per step).
     """
-    precision = resolve_precision(device, precision)
+    precision = Precision.resolve(device, precision)
+    scaler = scaler or precision.grad_scaler()
     model.train()
     num_steps = len(loader)
-    losses = torch.zeros(num_steps, device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    check_every = 20 if torch.device(device).type == "cuda" else 1
+    losses = torch.zeros(num_steps, device=precision.device)
+    correct = torch.zeros((), device=precision.device, dtype=torch.long)
+    seen, lrs, momentums = 0, [], []
+    check_every = 20 if precision.device.type == "cuda" else 1
     bar = tqdm(loader, desc=f"epoch {epoch}" if epoch is not None else "train", disable=not progress,
                leave=False, dynamic_ncols=True)
-    for step, (x, y) in enumerate(bar):
-        x, y = _to_device(x, y, device, channels_last)
-        if lrs is not None:
-            lrs.append(get_lr(optimizer))
-        if momentums is not None:
-            momentums.append(get_momentum(optimizer))
+    for step, batch in enumerate(bar):
+        x, y = precision.batch(*batch)
+        lrs.append(get_lr(optimizer))
+        momentums.append(get_momentum(optimizer))
         optimizer.zero_grad(set_to_none=True)
-        with autocast(device, precision):
+        with precision.autocast():
             output = model(x)
             loss = criterion(output, y)
         losses[step] = loss.detach().float()
         if (step + 1) % check_every == 0 or step + 1 == num_steps:
             _check_finite(losses, step + 1, epoch)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            if grad_clip:
-                scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            loss.backward()
-            if grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            optimizer.step()
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
         if scheduler is not None:
             scheduler.step()
         correct += (output.argmax(1) == y).sum()
@@ -153,62 +201,39 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, precision
             bar.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / seen:.2f}%",
                             lr=f"{get_lr(optimizer):.2e}")
     _check_finite(losses, num_steps, epoch)
-    totals = [losses.sum().item(), correct.item(), seen, num_steps]
-    loss_sum, hits, seen, steps = _sum_over_processes(totals, device)
-    return {"loss": loss_sum / max(steps, 1), "acc": 100 * hits / max(seen, 1)}
+    loss_sum, hits, seen, steps = _sum_over_processes([losses.sum().item(), correct.item(), seen, num_steps],
+                                                      precision.device)
+    result = TrainResult(int(hits), int(seen), loss_sum / max(steps, 1))
+    result.steps = {"lr": lrs, "momentum": momentums, "loss": losses.tolist()}
+    return result
 
 
 @torch.inference_mode()
-def test(model, device, loader, criterion, precision="auto", channels_last=True, topk=1):
-    """Evaluate; returns ``{"loss", "acc"}`` and, with ``topk=5``, ``"top5"`` (accuracies in %; over all
-    processes of a distributed run, each of which evaluates its share of the loader)."""
-    precision = resolve_precision(device, precision)
+def test(model, device, loader, criterion, *, precision="auto", topk=1):
+    """Evaluate; returns a ``TestResult`` (``correct, loss``; ``.acc``, and ``.top5`` with ``topk=5``),
+    over all processes of a distributed run, each of which evaluates its share of the loader."""
+    precision = Precision.resolve(device, precision)
     model.eval()
-    total_loss = torch.zeros((), device=device)
-    correct = torch.zeros(topk, device=device)
+    total_loss = torch.zeros((), device=precision.device)
+    correct = torch.zeros(topk, device=precision.device)
     seen = 0
-    for x, y in loader:
-        x, y = _to_device(x, y, device, channels_last)
-        with autocast(device, precision):
+    for batch in loader:
+        x, y = precision.batch(*batch)
+        with precision.autocast():
             output = model(x)
             total_loss += criterion(output, y).float() * len(y)
         top = output.topk(min(topk, output.shape[1]), dim=1).indices
         hits = (top == y[:, None]).cumsum(1).clamp(max=1).sum(0).float()
         correct[:len(hits)] += hits
         seen += len(y)
-    loss_sum, seen, *hits = _sum_over_processes([total_loss.item(), seen, *correct.tolist()], device)
-    result = {"loss": loss_sum / max(seen, 1), "acc": 100 * hits[0] / max(seen, 1)}
-    if topk >= 5:
-        result["top5"] = 100 * hits[min(4, len(hits) - 1)] / max(seen, 1)
+    loss_sum, seen, *hits = _sum_over_processes([total_loss.item(), seen, *correct.tolist()], precision.device)
+    result = TestResult(int(hits[0]), loss_sum / max(seen, 1))
+    result.processed = int(seen)
+    result.correct5 = int(hits[min(4, len(hits) - 1)]) if topk >= 5 else None
     return result
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
-def _seeded(loaders):
-    return [loader for loader in loaders if isinstance(getattr(loader, "generator", None), torch.Generator)]
-
-
-def _rng_state(loaders):
-    numpy_state = np.random.get_state()
-    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
-             "numpy": (numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)), *numpy_state[2:]),
-             "loaders": [loader.generator.get_state() for loader in _seeded(loaders)]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state, loaders):
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
-    for loader, loader_state in zip(_seeded(loaders), state["loaders"]):
-        loader.generator.set_state(loader_state)
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_checkpoint(state, path):
     """Write ``state`` atomically: a temp file in the same folder, flushed and fsynced, then renamed over
     ``path``. A crash part way leaves the previous checkpoint intact."""
@@ -267,41 +292,60 @@ def new_history():
             "epoch_time": [], "lr": [], "momentum": []}
 
 
-def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None,
-        scheduler_per_batch=None, precision="auto", channels_last=True, grad_clip=None, topk=1,
-        checkpoint_dir=None, save_every=0, resume=None, progress=True, log=print):
-    """Train for ``epochs`` epochs, evaluating after each; returns the history dict.
+def start_epoch_randomness(loader, seed, epoch, rank=0):
+    """Derive every random choice of an epoch from ``(seed, epoch, rank)``: the global torch RNG, and the
+    loader's shuffling and augmentation (through ``set_epoch`` on the loader or its sampler). A resumed
+    run therefore replays the remaining epochs exactly, with no RNG snapshot in the checkpoint."""
+    torch.manual_seed(derive_seed(seed, epoch, rank))
+    for target in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
+        if hasattr(target, "set_epoch"):
+            target.set_epoch(epoch)
+
+
+def _rank():
+    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
+    return torch.distributed.get_rank() if distributed else 0
+
+
+def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None, *,
+        scheduler_per_batch=None, precision="auto", grad_clip=None, topk=1, checkpoint_dir=None, save_every=0,
+        resume=None, seed=0, progress=False, log=print):
+    """Train for ``epochs`` epochs, evaluating after each; returns the history dict and logs one line
+    per epoch.
 
     ``scheduler`` is stepped per batch for OneCycleLR (or when ``scheduler_per_batch``), else per epoch.
     With ``checkpoint_dir``, ``last.pt`` is written after every epoch, ``best.pt`` when the test accuracy
     improves and ``epoch_<k>.pt`` every ``save_every`` epochs, each atomically. ``resume`` (a checkpoint
-    path) restores model, optimizer, scheduler, scaler, history and RNG states and continues the same
-    schedule. Ctrl-C stops after saying which checkpoint holds the last finished epoch.
+    path) restores model, optimizer, scheduler, scaler and history and continues the same schedule;
+    because each epoch's randomness is derived from ``(seed, epoch, rank)`` (``start_epoch_randomness``),
+    the resumed run is the straight run, bit for bit. Ctrl-C (or SIGTERM, turned into it by ``main.py``)
+    stops after saying which checkpoint holds the last finished epoch.
 
     Distributed runs: pass the DistributedDataParallel model (checkpoints hold the inner model's
-    weights, and evaluation runs on it) and a loader whose sampler has ``set_epoch`` (called each epoch);
-    give ``checkpoint_dir`` and ``log`` only on rank 0.
+    weights, and evaluation runs on it) and a loader whose sampler shards by rank; give
+    ``checkpoint_dir`` and ``log`` only on rank 0.
     """
-    precision = resolve_precision(device, precision)
-    scaler = make_grad_scaler(device, precision)
+    precision = Precision.resolve(device, precision)
+    scaler = precision.grad_scaler()
     if scheduler_per_batch is None:
         scheduler_per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
-    loaders = [train_loader, test_loader]
     raw_model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     history, start_epoch, best_acc = new_history(), 1, -1.0
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if resume:
-        state = load_checkpoint(resume)  # on the CPU: RNG states must stay CPU tensors
+        state = load_checkpoint(resume)
         _check_compatible(state, raw_model, epochs, len(train_loader), resume)
         raw_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
+        if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
-        _set_rng_state(state["rng"], loaders)
+        if state.get("seed", seed) != seed:
+            log(f"note: {resume} was made with seed {state['seed']}; continuing with that seed")
+            seed = state["seed"]
         history, start_epoch = state["history"], state["epoch"] + 1
         best_acc = max(history["test_acc"], default=-1.0)
         log(f"resumed from {resume}: epoch {state['epoch']} done, continuing at epoch {start_epoch}")
@@ -309,37 +353,37 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     def checkpoint(epoch):
         return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler is not None else None, "epoch": epoch,
-                "epochs": epochs, "steps_per_epoch": len(train_loader), "history": history,
-                "rng": _rng_state(loaders)}
+                "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch,
+                "epochs": epochs, "steps_per_epoch": len(train_loader), "history": history, "seed": seed}
 
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, epochs + 1):
             start = time.perf_counter()
-            if hasattr(getattr(train_loader, "sampler", None), "set_epoch"):
-                train_loader.sampler.set_epoch(epoch)  # DistributedSampler: a new shuffle each epoch
-            train_metrics = train(model, device, train_loader, optimizer, criterion,
-                                  scheduler if scheduler_per_batch else None, precision, scaler, channels_last,
-                                  grad_clip, epoch, progress, history["lr"], history["momentum"])
+            start_epoch_randomness(train_loader, seed, epoch, _rank())
+            trained = train(model, device, train_loader, optimizer, criterion,
+                            scheduler if scheduler_per_batch else None, precision=precision, scaler=scaler,
+                            grad_clip=grad_clip, epoch=epoch, progress=progress)
             if scheduler is not None and not scheduler_per_batch:
                 scheduler.step()
-            test_metrics = test(raw_model, device, test_loader, criterion, precision, channels_last, topk)
+            tested = test(raw_model, device, test_loader, criterion, precision=precision, topk=topk)
             history["epoch_time"].append(time.perf_counter() - start)
-            history["train_loss"].append(train_metrics["loss"])
-            history["train_acc"].append(train_metrics["acc"])
-            history["test_loss"].append(test_metrics["loss"])
-            history["test_acc"].append(test_metrics["acc"])
-            history["test_top5"].append(test_metrics.get("top5"))
-            top5 = f"  top-5 {test_metrics['top5']:.2f}%" if "top5" in test_metrics else ""
-            log(f"epoch {epoch:2d}/{epochs}  lr {history['lr'][-1]:.4f}  train loss {train_metrics['loss']:.4f} "
-                f"acc {train_metrics['acc']:.2f}%  test loss {test_metrics['loss']:.4f} acc {test_metrics['acc']:.2f}%"
+            history["lr"] += trained.steps["lr"]
+            history["momentum"] += trained.steps["momentum"]
+            history["train_loss"].append(trained.loss)
+            history["train_acc"].append(trained.acc)
+            history["test_loss"].append(tested.loss)
+            history["test_acc"].append(tested.acc)
+            history["test_top5"].append(tested.top5)
+            top5 = f"  top-5 {tested.top5:.2f}%" if tested.top5 is not None else ""
+            log(f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.4f}  train loss {trained.loss:.4f} "
+                f"acc {trained.acc:.2f}%  test loss {tested.loss:.4f} acc {tested.acc:.2f}%"
                 f"{top5}  {history['epoch_time'][-1]:.1f}s")
             if checkpoint_dir is not None:
                 state = checkpoint(epoch)
                 save_checkpoint(state, checkpoint_dir / "last.pt")
-                if test_metrics["acc"] > best_acc:
-                    best_acc = test_metrics["acc"]
+                if tested.acc > best_acc:
+                    best_acc = tested.acc
                     save_checkpoint(state, checkpoint_dir / "best.pt")
                 if save_every and epoch % save_every == 0:
                     save_checkpoint(state, checkpoint_dir / f"epoch_{epoch}.pt")

@@ -1,5 +1,6 @@
 """Helpers around training: data statistics, misclassified samples, device choice, seeding, summaries."""
 import os
+import platform
 import random
 
 import numpy as np
@@ -16,13 +17,12 @@ def get_cifar_statistics(data, data_set_type="Train"):
     images = data[0] if isinstance(data, tuple) else getattr(data, "data", getattr(data, "images", data))
     images = np.asarray(images)
     mean, std = channel_stats(images)
-    scaled_min, scaled_max = float(images.min()) / 255, float(images.max()) / 255
+    channels = range(images.shape[-1])
     print(f"[{data_set_type}]")
     print(f" - Total {data_set_type} Images: {len(images)}")
     print(f" - Tensor Shape: {tuple(images.shape[1:])}")
-    channels = images.shape[-1]
-    print(f" - min: {_fmt([scaled_min] * channels)}")
-    print(f" - max: {_fmt([scaled_max] * channels)}")
+    print(f" - min: {_fmt([images[..., c].min() / 255 for c in channels])}")
+    print(f" - max: {_fmt([images[..., c].max() / 255 for c in channels])}")
     print(f" - mean: {_fmt(mean)}")
     print(f" - std: {_fmt(std)}")
     print(f" - var: {_fmt([s * s for s in std])}")
@@ -34,35 +34,58 @@ def _fmt(values):
 
 
 @torch.inference_mode()
-def get_misclassified_data(model, device, loader, max_items=None):
-    """Run the model over ``loader``; returns a list of ``(image, true_label, predicted_label)`` for the
-    wrong predictions (images as CPU float tensors, still normalised)."""
-    model.eval()
-    misclassified = []
-    for x, y in loader:
-        x, y = x.to(device), y.to(device)
-        predicted = model(x.float()).argmax(1)
-        for index in torch.nonzero(predicted != y).flatten().tolist():
-            misclassified.append((x[index].float().cpu(), int(y[index]), int(predicted[index])))
-            if max_items is not None and len(misclassified) >= max_items:
-                return misclassified
-    return misclassified
+def get_predictions(model, device, loader, precision="auto"):
+    """One pass over ``loader``: ``(true_labels, predicted_labels)`` as numpy arrays, in loader order.
+    Feeds both the confusion matrix and ``misclassified`` (for an unshuffled loader)."""
+    from training_utils import Precision
 
-
-@torch.inference_mode()
-def get_predictions(model, device, loader):
-    """All ``(true_labels, predicted_labels)`` over ``loader`` as numpy arrays (for a confusion matrix)."""
+    precision = Precision.resolve(device, precision)
     model.eval()
     truth, predicted = [], []
-    for x, y in loader:
-        predicted.append(model(x.to(device).float()).argmax(1).cpu())
+    for batch in loader:
+        x, y = precision.batch(*batch)
+        with precision.autocast():
+            predicted.append(model(x).argmax(1).cpu())
         truth.append(y.cpu())
     return torch.cat(truth).numpy(), torch.cat(predicted).numpy()
 
 
-def get_device(prefer_cuda=True):
-    """``cuda`` when available (and wanted), else ``cpu``."""
-    return torch.device("cuda" if prefer_cuda and torch.cuda.is_available() else "cpu")
+def misclassified(truth, predicted, max_items=None):
+    """Indices of the wrong predictions (the first ``max_items``), e.g. to index the test images."""
+    wrong = np.flatnonzero(np.asarray(truth) != np.asarray(predicted))
+    return wrong if max_items is None else wrong[:max_items]
+
+
+def get_misclassified_data(model, device, loader, max_items=None, precision="auto"):
+    """``(indices, true_labels, predicted_labels)`` of the wrong predictions over an unshuffled
+    ``loader`` (one pass of ``get_predictions``)."""
+    truth, predicted = get_predictions(model, device, loader, precision)
+    wrong = misclassified(truth, predicted, max_items)
+    return wrong, truth[wrong], predicted[wrong]
+
+
+def describe_machine(device):
+    """One line naming the hardware a run used: the GPU, or the CPU model, its cores and bf16 units."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        return f"{torch.cuda.get_device_name(device)} (compute capability {major}.{minor}), torch {torch.__version__}"
+    model = platform.processor() or "CPU"
+    try:
+        with open("/proc/cpuinfo") as file:
+            info = file.read()
+        model = next(line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name"))
+        units = [flag for flag in ("amx_bf16", "avx512_bf16") if flag in info]
+    except (OSError, StopIteration):
+        units = []
+    return (f"{model}, {os.cpu_count()} cores, bf16 units: {', '.join(units) or 'none'}, torch {torch.__version__}")
+
+
+def get_device(name="auto"):
+    """``"auto"``: ``cuda`` when available, else ``cpu``; any other name is taken as it is."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def seed_everything(seed=1):
@@ -70,7 +93,6 @@ def seed_everything(seed=1):
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-    os.environ["PYTHONHASHSEED"] = str(seed)
 
 
 def model_summary(model, input_size=(3, 32, 32), device=None):

@@ -46,14 +46,14 @@ def plot_samples(images, labels, class_names, count=20, columns=10, save_path=No
 def plot_augmentations(images, augmentations, save_path=None, seed=0):
     """Each augmentation applied alone to the same images: one row per augmentation (the first row shows
     the originals). ``augmentations`` maps a name to a callable ``f(image=...) -> {"image": ...}``
-    (an Albumentations transform or Compose) returning uint8 HWC images."""
-    import random
-
+    (an Albumentations transform or Compose) returning uint8 HWC images; each is seeded with ``seed``
+    (its own random state; the global seeds are left alone) so the figure is reproducible."""
     names = ["original"] + list(augmentations)
     figure = Figure(figsize=(len(images) * 1.5, len(names) * 1.6))
     axes = figure.subplots(len(names), len(images), squeeze=False)
-    random.seed(seed)
-    np.random.seed(seed)
+    for transform in augmentations.values():
+        if hasattr(transform, "set_random_seed"):
+            transform.set_random_seed(seed)
     for row, name in enumerate(names):
         for column, image in enumerate(images):
             shown = image if name == "original" else augmentations[name](image=image)["image"]
@@ -62,12 +62,14 @@ def plot_augmentations(images, augmentations, save_path=None, seed=0):
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
-                ax.set_ylabel(name, fontsize=9)
+                ax.set_ylabel(name, fontsize=10)
     return _finish(figure, save_path)
 
 
 def plot_history(history, save_path=None):
-    """Loss and accuracy per epoch, train and test."""
+    """Loss and accuracy per epoch, train and test, one titled panel each, integer epoch ticks."""
+    from matplotlib.ticker import MaxNLocator
+
     figure = Figure(figsize=(12, 4))
     loss_ax, acc_ax = figure.subplots(1, 2)
     epochs = range(1, len(history["train_loss"]) + 1)
@@ -76,28 +78,53 @@ def plot_history(history, save_path=None):
         ax.plot(epochs, history[f"test_{key}"], "o-", label="test")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
-    acc_ax.set_title(f"final test accuracy {history['test_acc'][-1]:.2f}%")
+    loss_ax.set_title("loss per epoch (train: mean over the epoch)")
+    acc_ax.set_title(f"accuracy per epoch (final test accuracy {history['test_acc'][-1]:.2f}%)")
     return _finish(figure, save_path)
 
 
+def raw_losses(smoothed, smooth_f):
+    """Undo torch-lr-finder's exponential smoothing (``s_i = f * raw_i + (1 - f) * s_{i-1}``, ``s_0 =
+    raw_0``): the raw loss of every iteration."""
+    smoothed = np.asarray(smoothed, dtype=float)
+    if not smooth_f or len(smoothed) < 2:
+        return smoothed
+    raw = smoothed.copy()
+    raw[1:] = (smoothed[1:] - (1 - smooth_f) * smoothed[:-1]) / smooth_f
+    return raw
+
+
+SUGGESTION_MARKERS = {"steepest": ("o", "tab:red"), "valley": ("s", "tab:green"), "min_loss": ("^", "tab:purple"),
+                      "minimum": ("v", "tab:brown")}
+
+
 def plot_lr_finder(result, chosen_lr=None, save_path=None):
-    """The range test's smoothed loss against the LR (log scale) with each suggestion marked and, when
-    given, the LR chosen for training."""
+    """The range test's loss against the LR (log scale): the raw loss faintly, the smoothed curve, each
+    suggestion marked and, when given, the LR chosen for training. The y-axis is clipped to the curve
+    up to its minimum, so a blow-up at the end does not flatten the part where the suggestions are."""
     figure = Figure(figsize=(8, 5))
     ax = figure.add_subplot()
-    ax.plot(result.lrs, result.losses, color="tab:blue", label="smoothed loss")
-    markers = {"steepest": ("o", "tab:red"), "valley": ("s", "tab:green"), "min_loss": ("^", "tab:purple")}
+    skip = result.settings.get("skip_start", 0)
+    raw = raw_losses(result.all_losses, result.settings.get("smooth_f", 0))[skip:skip + len(result.lrs)]
+    ax.plot(result.lrs, raw, color="tab:blue", alpha=0.25, linewidth=1, label="loss (raw)")
+    ax.plot(result.lrs, result.losses, color="tab:blue", label="loss (smoothed)")
     for name, lr in result.suggestions.items():
-        marker, colour = markers[name]
+        marker, colour = SUGGESTION_MARKERS[name]
         index = int(np.argmin(np.abs(np.asarray(result.lrs) - lr)))
-        ax.scatter(lr, result.losses[index], s=80, marker=marker, color=colour, zorder=3,
-                   label=f"{name}: {lr:.2e}")
+        ax.scatter(lr, result.losses[index], s=80, marker=marker, color=colour, zorder=3, label=f"{name}: {lr:.2e}")
     if chosen_lr is not None:
         ax.axvline(chosen_lr, color="black", linestyle="--", label=f"chosen max LR: {chosen_lr:.3g}")
-    if not result.suggestions:
-        ax.set_title(f"no suggestion: {result.reason}", fontsize=9)
+    finite = np.asarray([v for v in result.losses if np.isfinite(v)])
+    if len(finite):
+        lowest = int(np.argmin(finite))
+        top, bottom = float(finite[:lowest + 1].max()), float(finite.min())
+        margin = 0.15 * max(top - bottom, 1e-3)
+        ax.set_ylim(bottom - margin, top + margin)
+    ax.set_title(f"LR range test: no suggestion: {result.reason}" if not result.suggestions
+                 else "LR range test", fontsize=10)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("loss")
@@ -107,7 +134,7 @@ def plot_lr_finder(result, chosen_lr=None, save_path=None):
 
 
 def plot_lr_schedule(lrs, momentums=None, steps_per_epoch=None, save_path=None):
-    """The learning rate (and momentum, when given) at every training step."""
+    """The learning rate (and momentum, when it changes) at every training step."""
     figure = Figure(figsize=(10, 4))
     ax = figure.add_subplot()
     x = np.arange(len(lrs)) / steps_per_epoch if steps_per_epoch else np.arange(len(lrs))
@@ -115,22 +142,29 @@ def plot_lr_schedule(lrs, momentums=None, steps_per_epoch=None, save_path=None):
     ax.set_xlabel("epoch" if steps_per_epoch else "step")
     ax.set_ylabel("learning rate", color="tab:blue")
     ax.grid(alpha=0.3)
-    if momentums is not None and any(m is not None for m in momentums):
+    momentums = [m for m in (momentums or []) if m is not None]
+    if len(set(momentums)) > 1:
         twin = ax.twinx()
         twin.plot(x, momentums, color="tab:orange")
         twin.set_ylabel("momentum", color="tab:orange")
-    ax.set_title(f"one-cycle schedule: peak {max(lrs):.4g}, final {lrs[-1]:.3g}")
+    peak = int(np.argmax(lrs))
+    ax.set_title(f"one-cycle schedule: first {lrs[0]:.3g}, peak {lrs[peak]:.4g} at step {peak}, last {lrs[-1]:.3g}"
+                 + (f" (momentum {momentums[0]:g})" if len(set(momentums)) == 1 else ""))
     return _finish(figure, save_path)
 
 
-def plot_misclassified(misclassified, class_names, mean, std, count=20, columns=10, save_path=None):
-    """Wrongly predicted images (de-normalised) titled true -> predicted."""
-    count = min(count, len(misclassified))
-    figure, axes = _grid(max(count, 1), columns)
-    for ax, (image, truth, predicted) in zip(axes, misclassified[:count]):
-        ax.imshow(denormalize(image, mean, std))
-        ax.set_title(f"{class_names[truth]}\n-> {class_names[predicted]}", fontsize=7)
+def plot_misclassified(images, truth, predicted, class_names, count=20, columns=5, save_path=None):
+    """Wrongly predicted images titled "true: cat / predicted: dog". ``images`` are uint8 HWC arrays."""
+    count = min(count, len(images))
+    rows = -(-max(count, 1) // columns)
+    figure = Figure(figsize=(columns * 2.4, rows * 2.7))
+    axes = figure.subplots(rows, columns, squeeze=False).flatten()
+    for ax in axes:
         ax.axis("off")
+    for ax, image, true_label, predicted_label in zip(axes, images[:count], truth[:count], predicted[:count]):
+        ax.imshow(image)
+        ax.set_title(f"true: {class_names[int(true_label)]}\npredicted: {class_names[int(predicted_label)]}",
+                     fontsize=11)
     return _finish(figure, save_path)
 
 
