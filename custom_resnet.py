@@ -5,6 +5,8 @@
 * ``resnet50``: torchvision's ResNet-50 v1.5 (stride 2 in the 3x3 conv of each bottleneck), optionally
   with its ImageNet weights and a new head for another number of classes.
 """
+import functools
+
 import torch
 from torch import nn
 import torchvision
@@ -58,15 +60,17 @@ class CustomResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1)) * self.logit_scale
 
 
-def resnet50(num_classes=1000, pretrained=False):
+def resnet50(num_classes=1000, pretrained=False, cifar_stem=False):
     """torchvision's ResNet-50 v1.5 (25,557,032 parameters with 1000 classes).
 
     ``pretrained=True`` loads torchvision's ImageNet-1K weights (IMAGENET1K_V2; downloaded once into the
     torch hub cache) and, when ``num_classes`` differs from 1000, replaces the final linear layer with a
-    freshly initialised one.
+    freshly initialised one. ``cifar_stem=True`` is the usual stem for 32x32 inputs: a 3x3 stride-1 first
+    convolution and no max-pool (23,520,842 parameters with 10 classes), the rest unchanged.
     """
     if not pretrained:
-        return torchvision.models.resnet50(weights=None, num_classes=num_classes)
+        model = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+        return with_cifar_stem(model) if cifar_stem else model
     weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
     try:
         model = torchvision.models.resnet50(weights=weights)
@@ -78,4 +82,33 @@ def resnet50(num_classes=1000, pretrained=False):
         ) from error
     if num_classes != model.fc.out_features:
         model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return with_cifar_stem(model) if cifar_stem else model
+
+
+def with_cifar_stem(model):
+    """Replace a torchvision ResNet's ImageNet stem (7x7 stride-2 conv + max-pool, for 224px inputs) by a
+    3x3 stride-1 conv and no max-pool, so 32x32 images keep their resolution into the first stage."""
+    model.conv1 = nn.Conv2d(3, model.conv1.out_channels, 3, stride=1, padding=1, bias=False)
+    model.maxpool = nn.Identity()
     return model
+
+
+def build_model(name_or_dataset, num_classes, pretrained=False):
+    """The net for a model or data-set name: ``"custom_resnet"`` or CIFAR names give ``CustomResNet``;
+    ``"resnet50"``, ImageNet names and image folders give ResNet-50 v1.5; ``"resnet50_cifar"`` the
+    ResNet-50 with the CIFAR stem."""
+    name = str(name_or_dataset).lower()
+    if name in ("custom_resnet", "cifar10", "cifar100", "cifar", "custom_resnet_cifar"):
+        if pretrained:
+            raise ValueError("there are no pretrained weights for the custom ResNet; train it from scratch")
+        return CustomResNet(num_classes)
+    if name == "resnet50_cifar":
+        return resnet50(num_classes, pretrained, cifar_stem=True)
+    if name in ("resnet50", "imagenet", "imagenet1k", "imagefolder", "custom"):
+        return resnet50(num_classes, pretrained)
+    raise ValueError(f"unknown model or data set {name_or_dataset!r}: use custom_resnet, resnet50, resnet50_cifar, "
+                     "cifar10, cifar100 or imagenet")
+
+
+load_pretrained_resnet50 = functools.partial(resnet50, pretrained=True)
+load_pretrained_resnet50.__doc__ = "The specification's name: ``resnet50(num_classes, pretrained=True)``."

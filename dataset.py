@@ -246,10 +246,12 @@ def write_image_folder(images, labels, class_names, root, split, quality=90):
     return split_dir
 
 
-def image_folder_datasets(root, image_size=224, max_samples=None, seed=0):
+def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict_images=False, cutout_holes=0,
+                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.4):
     """The train and val datasets of an ImageNet-style folder: ``(train_set, val_set, class_names)``.
 
-    Training images get ``imagenet_train_transforms(image_size)``, validation images
+    Training images get ``imagenet_train_transforms`` (with the optional cutout, rotation and colour
+    jitter settings; ``strict_images`` stops at the first unreadable file), validation images
     ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
     ``val`` must hold the same class folders. ``max_samples`` keeps a class-balanced subset of at most
     that many images in each split. ``seed`` picks the subsets and, with the epoch, the training
@@ -257,18 +259,31 @@ def image_folder_datasets(root, image_size=224, max_samples=None, seed=0):
     """
     train_paths, train_labels, class_names = image_folder(root, "train", max_samples=max_samples, seed=seed)
     val_paths, val_labels, _ = image_folder(root, "val", class_names, max_samples=max_samples, seed=seed)
-    train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels), imagenet_train_transforms(image_size),
-                                      seed=seed)
-    val_set = AlbumentationsDataset(ImageFiles(val_paths, val_labels), imagenet_val_transforms(image_size))
+    train_transforms = imagenet_train_transforms(image_size, cutout_holes=cutout_holes, cutout_length=cutout_length,
+                                                 rotate_degrees=rotate_degrees, color_jitter=color_jitter)
+    train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels, strict_images), train_transforms, seed=seed)
+    val_set = AlbumentationsDataset(ImageFiles(val_paths, val_labels, strict_images), imagenet_val_transforms(image_size))
     return train_set, val_set, class_names
 
 
-class ImageFiles:
-    """An (image, label) source over image files: decodes to uint8 RGB (grayscale, CMYK and RGBA are
-    converted). A file that cannot be decoded raises an error that names it."""
+SKIPPED_LABEL = -100  # CrossEntropyLoss's default ignore_index: a skipped image adds nothing to the loss
 
-    def __init__(self, paths, labels):
+
+class ImageFiles:
+    """An (image, label) source over image files: decodes to uint8 RGB (grayscale, CMYK, RGBA and palette
+    images are converted).
+
+    A file that cannot be decoded (truncated, not an image, a decompression bomb) does not stop a run:
+    it is skipped with a warning naming it, and comes out as a small black image with label
+    ``SKIPPED_LABEL`` (-100), which the loss ignores and ``train``/``test`` count as skipped. Only when
+    ``max_consecutive_failures`` files in a row fail (a wrong folder), or at the first failure with
+    ``strict=True``, does it raise ``DataFormatError`` naming the file.
+    """
+
+    def __init__(self, paths, labels, strict=False, max_consecutive_failures=20):
         self.paths, self.labels = list(paths), np.asarray(labels)
+        self.strict, self.max_consecutive_failures = strict, max_consecutive_failures
+        self.failures_in_a_row = 0
 
     def __len__(self):
         return len(self.paths)
@@ -277,9 +292,20 @@ class ImageFiles:
         path = self.paths[index]
         try:
             with Image.open(path) as image:
-                return np.asarray(image.convert("RGB")), int(self.labels[index])
-        except (OSError, SyntaxError, ValueError) as error:
-            raise DataFormatError(f"cannot decode image {path}: {error}; delete or replace the file") from error
+                decoded = np.asarray(image.convert("RGB"))
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
+            self.failures_in_a_row += 1
+            message = f"cannot decode image {path}: {error}"
+            if self.strict:
+                raise DataFormatError(f"{message}; delete or replace the file (or drop --strict_images to skip "
+                                      "unreadable files)") from None
+            if self.failures_in_a_row >= self.max_consecutive_failures:
+                raise DataFormatError(f"{message}; {self.failures_in_a_row} files in a row could not be decoded: "
+                                      "is --data_dir the right folder?") from None
+            warnings.warn(f"skipped: {message}", stacklevel=2)
+            return np.zeros((8, 8, 3), dtype=np.uint8), SKIPPED_LABEL
+        self.failures_in_a_row = 0
+        return decoded, int(self.labels[index])
 
 
 # --------------------------------------------------------------------------------- Albumentations path
@@ -400,26 +426,40 @@ def cifar_test_transforms(mean, std):
     return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
-def imagenet_train_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=None):
-    """ImageNet training augmentation: random-resized crop, horizontal flip, colour jitter, normalisation.
+def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_length=0, rotate_degrees=0.0,
+                           color_jitter=0.4):
+    """The ImageNet training augmentations as a list (uint8 in, uint8 out, no normalisation): random-resized
+    crop, horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
+    ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
+    filled with the mean)."""
+    augmentations = [A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.25, 1.0)),
+                     A.HorizontalFlip(p=0.5)]
+    if rotate_degrees:
+        augmentations.append(A.Rotate(limit=rotate_degrees, border_mode=4, p=1.0))
+    if color_jitter:
+        augmentations.append(A.ColorJitter(brightness=color_jitter, contrast=color_jitter, saturation=color_jitter,
+                                           hue=0.0, p=0.8))
+    if cutout_holes and cutout_length:
+        augmentations.append(cutout(cutout_holes, cutout_length, tuple(int(round(m * 255)) for m in mean)))
+    return augmentations
+
+
+def imagenet_train_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=None, cutout_holes=0,
+                              cutout_length=0, rotate_degrees=0.0, color_jitter=0.4):
+    """ImageNet training transform: ``imagenet_augmentations``, then normalisation and ``ToTensorV2``.
     ``seed`` starts the transform's own random state (Albumentations ignores the global seeds)."""
-    return A.Compose([
-        A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.25, 1.0)),
-        A.HorizontalFlip(p=0.5),
-        A.ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4, hue=0.0, p=0.8),
-        A.Normalize(mean=mean, std=std),
-        ToTensorV2(),
-    ], seed=seed)
+    return A.Compose(imagenet_augmentations(size, mean, cutout_holes, cutout_length, rotate_degrees, color_jitter)
+                     + [A.Normalize(mean=mean, std=std), ToTensorV2()], seed=seed)
+
+
+def imagenet_val_crop(size=224):
+    """The evaluation resize and crop as a list: short side to size/0.875 (256 for 224), center crop."""
+    return [A.SmallestMaxSize(max_size=int(round(size / 0.875))), A.CenterCrop(size, size)]
 
 
 def imagenet_val_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
-    """ImageNet evaluation: resize the short side to size/0.875 (256 for 224), center crop, normalise."""
-    return A.Compose([
-        A.SmallestMaxSize(max_size=int(round(size / 0.875))),
-        A.CenterCrop(size, size),
-        A.Normalize(mean=mean, std=std),
-        ToTensorV2(),
-    ])
+    """ImageNet evaluation: ``imagenet_val_crop``, normalisation and ``ToTensorV2``."""
+    return A.Compose(imagenet_val_crop(size) + [A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
 def make_loader(dataset, batch_size, train, device="cpu", workers=None, persistent=True, seed=0, num_replicas=1,

@@ -34,7 +34,7 @@ with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which 
     warnings.simplefilter("ignore")
     import torch_lr_finder.lr_finder as library
     from torch_lr_finder import LRFinder
-    from torch_lr_finder.lr_finder import TrainDataLoaderIter
+    from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
 from training_utils import Precision
 
@@ -52,6 +52,19 @@ class BatchIter(TrainDataLoaderIter):
         if self.channels_last and inputs.dim() == 4:
             inputs = inputs.contiguous(memory_format=torch.channels_last)
         return inputs, labels
+
+
+class ValBatchIter(ValDataLoaderIter):
+    """Feeds torch-lr-finder's validation pass from any iterable of ``(x, y)`` batches."""
+
+    def __init__(self, loader, channels_last=True):
+        super().__init__(loader)
+        self.channels_last = channels_last
+
+    def __len__(self):
+        return len(self.data_loader)
+
+    inputs_labels_from_batch = BatchIter.inputs_labels_from_batch
 
 
 @dataclass
@@ -101,6 +114,8 @@ def divergence_index(losses, factor=DIVERGED):
     """Index of the first point where the (positive) loss exceeds ``factor`` times its lowest value so
     far, where training has diverged; ``len(losses)`` when it never does."""
     losses = np.asarray(losses, dtype=float)
+    if len(losses) == 0 or losses.min() <= 0:  # a zero or negative loss (a custom criterion): no ratio test
+        return len(losses)
     above = np.flatnonzero(losses > factor * np.minimum.accumulate(losses))
     return int(above[0]) if len(above) else len(losses)
 
@@ -114,6 +129,8 @@ def suggest(lrs, losses):
     Only the curve before ``divergence_index`` counts: after a blow-up the loss of the wrecked net can
     drift down again (when the test's ``diverge_th`` is never reached), and that fall must not attract
     a suggestion."""
+    if len(losses) < 5:
+        return {}, f"only {len(losses)} point(s) on the curve (after the skips): raise num_iter"
     finite = np.isfinite(losses)
     if finite.sum() < 5:
         return {}, f"only {int(finite.sum())} finite loss value(s) in {len(losses)} iterations (NaN or " \
@@ -135,13 +152,16 @@ def suggest(lrs, losses):
 
 def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-5, end_lr=10.0, num_iter=100,
             step_mode="exp", smooth_f=0.05, diverge_th=5.0, skip_start=10, skip_end=5, precision="auto",
-            channels_last=True, progress=True):
+            channels_last=True, progress=True, accumulation_steps=1, val_loader=None):
     """Run the LR range test and return an ``LRFinderResult``; model and optimizer are restored after.
 
     The LR grows from ``start_lr`` to ``end_lr`` over ``num_iter`` batches (``step_mode`` "exp" or
     "linear"), the loss is smoothed with ``smooth_f`` and the test stops once it exceeds ``diverge_th``
     times the best. The loader is restarted if it has fewer than ``num_iter`` batches. ``skip_start`` and
     ``skip_end`` points are left out of the curve (shrunk when the test ran too few iterations).
+    ``accumulation_steps`` accumulates gradients over that many batches per step (the effective batch,
+    which the LR depends on, is ``accumulation_steps`` times the loader's); ``val_loader``, when given,
+    makes each point the loss on that loader instead of the training batch (slower, smoother).
     ``progress=False`` hides the library's progress bar. Every RNG (torch, CUDA, NumPy, Python) is left
     as it was found, so the training that follows is the same with or without the test.
     """
@@ -155,6 +175,12 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
         raise ValueError(f"smooth_f must be in [0, 1), got {smooth_f}")
     if diverge_th <= 1:
         raise ValueError(f"diverge_th must be > 1, got {diverge_th}")
+    if accumulation_steps < 1:
+        raise ValueError(f"accumulation_steps must be at least 1, got {accumulation_steps}")
+    if any("initial_lr" in group for group in optimizer.param_groups):
+        raise ValueError("this optimizer already has a learning-rate scheduler attached (its param groups hold "
+                         "'initial_lr'); the range test sets the LR itself. Run find_lr on a fresh optimizer, then "
+                         "build the scheduler (e.g. OneCycleLR) after it.")
     device = torch.device(device or next(model.parameters()).device)
     precision = Precision.resolve(device, precision, channels_last)
     if precision.channels_last:
@@ -164,7 +190,8 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
         amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": precision.dtype},
                "grad_scaler": precision.grad_scaler()}
     settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
-                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device)}
+                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device),
+                "accumulation_steps": accumulation_steps, "val_loader": val_loader is not None}
     finder = LRFinder(model, optimizer, criterion, device=device, **amp)
     start = time.perf_counter()
     bar = library.tqdm
@@ -173,7 +200,9 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
         library.tqdm = bar if progress else functools.partial(bar, disable=True)
         with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)):
             finder.range_test(BatchIter(train_loader, precision.channels_last), start_lr=start_lr, end_lr=end_lr,
-                              num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th)
+                              num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th,
+                              accumulation_steps=accumulation_steps,
+                              val_loader=ValBatchIter(val_loader, precision.channels_last) if val_loader else None)
     finally:
         library.tqdm = bar
         finder.reset()

@@ -1,29 +1,49 @@
-"""One command line for long or headless runs: the LR range test (--find_lr) or training, on CIFAR-10/100
-or an ImageNet-style folder, in one process or several under torchrun.
+"""One command line for long or headless runs: the LR range test (--find_lr), training, or both, on
+CIFAR-10/100 or an ImageNet-style folder, in one process or several under torchrun.
 
+Every training setting defaults to the recipe of the data set and model (recipes.py: S10 for CIFAR with
+the custom ResNet, RESNET50_CIFAR for CIFAR with --model resnet50, IMAGENET for image folders); any
+option given on the command line overrides it. The run prints the settings it uses.
+
+  # the range test alone: writes lr_finder_plot.png, lr_finder_log.txt and suggested_lr.json
   python main.py --data_dir ~/imagenet --find_lr --batch_size 256 --amp --output_dir runs/r50_lr
-  python main.py --data_dir ~/imagenet --epochs 16 --batch_size 256 --max_lr 0.8 --amp --output_dir runs/r50
-                  (--max_lr: the suggested_lr in runs/r50_lr/suggested_lr.json, found at the same batch size)
+  # train with its suggestion (the JSON is checked for the same batch size)
+  python main.py --data_dir ~/imagenet --epochs 16 --batch_size 256 --max_lr runs/r50_lr/suggested_lr.json --amp --output_dir runs/r50
+  # both in one command: the range test, then training at its suggested max LR
+  python main.py --dataset CIFAR100 --find_lr --epochs 30 --output_dir runs/c100
+  # continue after a crash, Ctrl-C or SIGTERM: the same schedule, from the last finished epoch
   python main.py --data_dir ~/imagenet --epochs 16 --batch_size 256 --max_lr 0.8 --amp --output_dir runs/r50 --resume
   torchrun --nproc_per_node=4 main.py --data_dir ~/imagenet --epochs 16 --batch_size 256 --max_lr 0.8 --amp ...
-  CIFAR10_DIR=path/to/cifar10 python main.py --dataset cifar10 --epochs 24 --batch_size 512 --max_lr 0.4 ...
-  CPU smoke run:  python main.py --dataset cifar10 --epochs 1 --max_samples 500 --batch_size 50 --max_lr 0.1 \\
-                  --output_dir /tmp/smoke --overwrite
+  CPU smoke run:  python main.py --dataset cifar10 --epochs 1 --max_samples 500 --batch_size 50 --output_dir /tmp/smoke
 
---find_lr writes lr_finder_plot.png (the curve, suggestions marked), lr_finder_log.txt and suggested_lr.json
-into --output_dir. Training writes last.pt, best.pt, epoch_<k>.pt (--save_every), history.json and
-curves.png there. Under torchrun, --batch_size is the global batch, split over the processes; only rank 0
-writes files and prints.
+--find_lr alone, or with --epochs 1 (the range test is "always 1 epoch"), runs only the range test; with
+--epochs N > 1 it then trains for N epochs at the suggested max LR. Training writes last.pt, best.pt,
+epoch_<k>.pt (--save_every), history.json and curves.png into --output_dir. Under torchrun,
+--batch_size is the global batch, split over the processes; only rank 0 writes files and prints.
 """
 # Only the standard library at the top: --help and argument errors answer before torch (seconds) loads.
 import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
-RUN_FILES = ("last.pt", "suggested_lr.json")  # their presence means the folder holds a previous run
+DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagefolder": "imagefolder", "imagenet": "imagefolder",
+            "imagenet1k": "imagefolder", "custom": "imagefolder"}
+MODELS = ("custom_resnet", "resnet50")
+REPORT_FILES = ("suggested_lr.json", "lr_finder_log.txt")
+# option -> recipe field; the default of each comes from the recipe of the data set and model
+RECIPE_OPTIONS = {
+    "epochs": "epochs", "batch_size": "batch_size", "max_lr": "max_lr", "weight_decay": "weight_decay",
+    "momentum": "momentum", "label_smoothing": "label_smoothing", "image_size": "image_size",
+    "cutout_holes": "cutout_holes", "cutout_length": "cutout_length", "rotate_degrees": "rotate_degrees",
+    "pct_start": "pct_start", "div_factor": "div_factor", "final_div_factor": "final_div_factor",
+    "anneal_strategy": "anneal_strategy", "three_phase": "three_phase", "cycle_momentum": "cycle_momentum",
+    "base_momentum": "base_momentum", "max_momentum": "max_momentum", "lr_start": "lr_start", "lr_end": "lr_end",
+    "lr_iter": "lr_iter",
+}
 
 
 def positive(kind):
@@ -37,248 +57,446 @@ def positive(kind):
     return parse
 
 
+def dataset_name(text):
+    """Case-insensitive data-set names with the documented aliases (ImageNet, imagenet1k, custom)."""
+    key = text.lower().replace("-", "").replace("_", "")
+    if key not in DATASETS:
+        raise argparse.ArgumentTypeError(f"unknown data set {text!r}: choose cifar10, cifar100, imagefolder "
+                                         "(aliases: ImageNet, imagenet1k, custom)")
+    return DATASETS[key]
+
+
+def lr_iterations(text):
+    """``--lr_iter``: a number of batches (at least 2), or ``epoch`` for one pass over the training data."""
+    if text.lower() == "epoch":
+        return "epoch"
+    value = int(text)
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"must be at least 2 (or 'epoch'), got {text}")
+    return value
+
+
+def max_lr_value(text):
+    """``--max_lr``: a number, or the path of a range test's ``suggested_lr.json``."""
+    try:
+        value = float(text)
+    except ValueError:
+        if not text.endswith(".json"):
+            raise argparse.ArgumentTypeError(f"expected a number or a suggested_lr.json file, got {text!r}") from None
+        return text
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def recipe_help(field):
+    """' (default: cifar10 ..., resnet50 on CIFAR ..., image folders ...)' for a recipe field."""
+    from recipes import IMAGENET, RESNET50_CIFAR, S10
+
+    values = [(f"CIFAR {S10.name}", getattr(S10, field)), ("CIFAR --model resnet50", getattr(RESNET50_CIFAR, field)),
+              ("image folders", getattr(IMAGENET, field))]
+    return " (default from the recipe: " + ", ".join(f"{name} {value:g}" if isinstance(value, float)
+                                                     else f"{name} {value}" for name, value in values) + ")"
+
+
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps the examples' line breaks and shows each default that is set."""
+    """Keeps the examples' line breaks and shows each fixed default that is set."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False, argparse.SUPPRESS):
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in (action.help or ""):
             return action.help
         return f"{action.help} (default: %(default)s)"
 
 
 def build_parser():
-    """The command line: data, range test, training and run options, each with its help."""
+    """The command line: data, augmentation, range test, training and run options, each with its help."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
-    data = parser.add_argument_group("data")
+    flag = argparse.BooleanOptionalAction
+    data = parser.add_argument_group("data and model")
     data.add_argument("--data_dir", help="a folder with train/ and val/ class folders (ImageNet layout), or for "
                       "CIFAR one with train.npz/test.npz or torchvision's files (default: CIFAR10_DIR or ./data)")
-    data.add_argument("--dataset", choices=("cifar10", "cifar100", "imagefolder"),
-                      help="default: imagefolder when --data_dir holds train/ and val/, else cifar10")
-    data.add_argument("--image_size", type=positive(int), default=224, help="training crop size (image folders)")
+    data.add_argument("--dataset", type=dataset_name, help="cifar10, cifar100 or imagefolder, any case; ImageNet, "
+                      "imagenet1k and custom mean imagefolder (default: imagefolder when --data_dir holds train/ "
+                      "and val/, else cifar10)")
+    data.add_argument("--model", choices=MODELS, help="default: custom_resnet for CIFAR, resnet50 for image folders "
+                      "(ResNet-50 on 32x32 CIFAR images gets the CIFAR stem: 3x3 stride-1 conv, no max-pool)")
+    data.add_argument("--num_classes", type=positive(int), help="checked against the data (default: what the data holds)")
+    data.add_argument("--image_size", "--img_size", type=positive(int), help="training crop size of image folders"
+                      + recipe_help("image_size"))
     data.add_argument("--max_samples", type=positive(int), help="use a class-balanced subset of at most this "
                       "many images from each split (quick runs)")
-    data.add_argument("--batch_size", type=positive(int), default=64, help="images per step, over all processes")
-    data.add_argument("--workers", type=int, help="DataLoader workers per process (default: min(4, cores - 1))")
+    data.add_argument("--batch_size", type=positive(int), help="images per step, over all processes"
+                      + recipe_help("batch_size"))
+    data.add_argument("--workers", "--num_workers", type=int, help="DataLoader workers per process "
+                      "(default: min(4, cores - 1))")
+    data.add_argument("--strict_images", action="store_true", help="stop at the first image that cannot be "
+                      "decoded (default: skip it with a warning naming it; stop after 20 failures in a row)")
+    aug = parser.add_argument_group("augmentation (Albumentations, always on)")
+    aug.add_argument("--use_albumentation", action="store_true", help="accepted for compatibility: the "
+                     "augmentations always run through Albumentations")
+    aug.add_argument("--cutout", action=flag, help="cutout on or off (on: --cutout_holes holes of --cutout_length "
+                     "pixels, filled with the data mean; default: on where the recipe has holes)")
+    aug.add_argument("--cutout_holes", type=int, help="number of cutout holes" + recipe_help("cutout_holes"))
+    aug.add_argument("--cutout_length", type=int, help="side of each cutout hole, pixels" + recipe_help("cutout_length"))
+    aug.add_argument("--rotate_degrees", type=float, help="random rotation by at most this angle (0: off)"
+                     + recipe_help("rotate_degrees"))
     lr = parser.add_argument_group("LR range test")
-    lr.add_argument("--find_lr", action="store_true", help="run the range test and write its report, no training")
-    lr.add_argument("--lr_start", type=positive(float), default=1e-5, help="first learning rate")
-    lr.add_argument("--lr_end", type=positive(float), default=10.0, help="last learning rate")
-    lr.add_argument("--lr_iter", type=int, default=100, help="iterations (batches), at least 2")
+    lr.add_argument("--find_lr", action="store_true", help="run the range test and write its report; with "
+                    "--epochs N > 1, then train N epochs at its suggested max LR (alone or with --epochs 1: the "
+                    "range test only)")
+    lr.add_argument("--lr_advanced", action="store_true", help="accepted for compatibility: the range test "
+                    "always reports all four suggestions (steepest, valley, min_loss, minimum)")
+    lr.add_argument("--lr_start", type=positive(float), help="first learning rate" + recipe_help("lr_start"))
+    lr.add_argument("--lr_end", type=positive(float), help="last learning rate" + recipe_help("lr_end"))
+    lr.add_argument("--lr_iter", type=lr_iterations, help="iterations (batches), at least 2, or 'epoch' for one "
+                    "pass over the training data" + recipe_help("lr_iter"))
     lr.add_argument("--lr_step_mode", choices=("exp", "linear"), default="exp", help="how the LR grows")
     lr.add_argument("--lr_smooth_f", type=float, default=0.05, help="loss smoothing factor in [0, 1)")
     lr.add_argument("--lr_diverge_th", type=float, default=5.0, help="stop once the loss exceeds this many times "
                     "the best (> 1)")
-    lr.add_argument("--lr_plot", help="where to save the plot (default: <output_dir>/lr_finder_plot.png)")
+    lr.add_argument("--lr_accumulation_steps", type=positive(int), default=1, help="accumulate gradients over "
+                    "this many batches per range-test step (effective batch = batch_size x this)")
+    lr.add_argument("--lr_plot", help="where to save the plot; the log and suggested_lr.json go into the same "
+                    "folder (a folder name puts all three there; default: --output_dir)")
     train = parser.add_argument_group("training")
-    train.add_argument("--epochs", type=positive(int), default=16, help="number of epochs")
-    train.add_argument("--lr", "--max_lr", dest="max_lr", type=positive(float), help="peak LR of the one-cycle "
-                       "schedule, starting LR of cosine/step; required for training (run --find_lr first)")
+    train.add_argument("--epochs", type=positive(int), help="number of epochs" + recipe_help("epochs"))
+    train.add_argument("--max_lr", "--lr", dest="max_lr", type=max_lr_value, help="peak LR of the one-cycle "
+                       "schedule (starting LR of cosine/step), or a range test's suggested_lr.json"
+                       + recipe_help("max_lr"))
     train.add_argument("--scheduler", choices=("onecycle", "cosine", "step"), default="onecycle",
                        help="onecycle: OneCycleLR stepped per batch; cosine: cosine decay to 0 per epoch; step: "
-                       "LR / 10 after each third of the epochs")
-    train.add_argument("--pct_start", type=float, default=0.25, help="one-cycle: fraction of steps spent warming up")
-    train.add_argument("--div_factor", type=positive(float), default=25.0, help="one-cycle: first LR = max_lr / this")
-    train.add_argument("--final_div_factor", type=positive(float), default=1e4,
-                       help="one-cycle: last LR = max_lr / div_factor / this")
-    train.add_argument("--weight_decay", type=float, default=5e-5, help="SGD weight decay")
-    train.add_argument("--momentum", type=float, default=0.9, help="SGD Nesterov momentum (fixed), in [0, 1)")
-    train.add_argument("--label_smoothing", type=float, default=0.0, help="cross-entropy label smoothing in [0, 1)")
+                       "LR x --gamma every --step_size epochs")
+    train.add_argument("--pct_start", type=float, help="one-cycle: share of the steps spent rising to max_lr"
+                       + recipe_help("pct_start"))
+    train.add_argument("--div_factor", type=positive(float), help="one-cycle: first LR = max_lr / this"
+                       + recipe_help("div_factor"))
+    train.add_argument("--final_div_factor", type=positive(float), help="one-cycle: last LR = first LR / this"
+                       + recipe_help("final_div_factor"))
+    train.add_argument("--anneal_strategy", choices=("linear", "cos"), help="one-cycle: shape of the rise and fall"
+                       + recipe_help("anneal_strategy"))
+    train.add_argument("--three_phase", action=flag, help="one-cycle: a third phase that annihilates the LR"
+                       + recipe_help("three_phase"))
+    train.add_argument("--cycle_momentum", action=flag, help="one-cycle: momentum falls from --max_momentum to "
+                       "--base_momentum while the LR rises, and back" + recipe_help("cycle_momentum"))
+    train.add_argument("--base_momentum", type=float, help="one-cycle: lowest momentum" + recipe_help("base_momentum"))
+    train.add_argument("--max_momentum", type=float, help="one-cycle: highest momentum" + recipe_help("max_momentum"))
+    train.add_argument("--step_size", type=positive(int), help="step scheduler: epochs between LR drops "
+                       "(default: a third of the epochs)")
+    train.add_argument("--gamma", type=positive(float), default=0.1, help="step scheduler: LR factor at each drop")
+    train.add_argument("--weight_decay", type=float, help="SGD weight decay" + recipe_help("weight_decay"))
+    train.add_argument("--momentum", type=float, help="SGD Nesterov momentum when it does not cycle, in [0, 1)"
+                       + recipe_help("momentum"))
+    train.add_argument("--label_smoothing", type=float, help="cross-entropy label smoothing in [0, 1)"
+                       + recipe_help("label_smoothing"))
     train.add_argument("--grad_clip", type=positive(float), help="clip the gradient norm to this value")
-    train.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast on CUDA and on CPUs with "
-                       "bf16 units, fp16 with a GradScaler on older GPUs (fp32 where neither pays off)")
-    train.add_argument("--pretrained", action="store_true", help="start ResNet-50 from torchvision's ImageNet "
-                       "weights (image folders; downloaded once)")
+    train.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast on GPUs from compute "
+                       "capability 8.0 and on CPUs with bf16 units, fp16 with a GradScaler on older GPUs (fp32 "
+                       "where neither pays off)")
+    train.add_argument("--pretrained", "--use_pretrained", action="store_true", help="start ResNet-50 from "
+                       "torchvision's ImageNet weights (downloaded once)")
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default="runs", help="folder for the report, checkpoints and history")
-    run.add_argument("--save_every", type=int, default=0, help="also keep epoch_<k>.pt every this many epochs")
+    run.add_argument("--save_every", type=int, default=5, help="also keep epoch_<k>.pt every this many epochs (0: off)")
+    run.add_argument("--save_best", action="store_true", help="accepted for compatibility: best.pt is always kept")
     previous = run.add_mutually_exclusive_group()
-    previous.add_argument("--resume", nargs="?", const=True, metavar="CHECKPOINT", help="continue the run in "
-                          "--output_dir from its last.pt (or from CHECKPOINT): same schedule, same history")
+    previous.add_argument("--resume", "--checkpoint", nargs="?", const=True, metavar="CHECKPOINT",
+                          help="continue the run in --output_dir from its last.pt (or from CHECKPOINT): same "
+                          "schedule, same history, the same result as a run that never stopped")
     previous.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
     run.add_argument("--seed", type=int, default=1, help="seed for weights, data order and augmentations")
+    run.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:N or cpu")
     run.add_argument("--no_cuda", action="store_true", help="run on the CPU even when CUDA is available")
+    run.add_argument("--no_plots", action="store_true", help="skip figures other than the range-test plot")
     return parser
+
+
+def apply_recipe(args):
+    """Fill every option left unset from the recipe of the data set and model; returns the recipe."""
+    from recipes import recipe_for
+
+    recipe = recipe_for(args.dataset, args.model)
+    for option, field in RECIPE_OPTIONS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, getattr(recipe, field))
+    if args.cutout is False:
+        args.cutout_holes = 0
+    elif args.cutout and not (args.cutout_holes and args.cutout_length):
+        args.cutout_holes, args.cutout_length = args.cutout_holes or 1, args.cutout_length or 16
+    return recipe
 
 
 def validate(parser, args):
     """Reject impossible settings with an argparse error (exit code 2) before any work starts; fills in
-    ``args.dataset`` and ``args.resume`` (a checkpoint path or None)."""
+    ``args.dataset``, ``args.model``, the recipe's defaults, ``args.train`` (whether to train),
+    ``args.resume`` (a checkpoint path or None) and ``args.report_dir``."""
     def check(ok, message):
         if not ok:
             parser.error(message)
 
     world = int(os.environ.get("WORLD_SIZE", 1))
-    check(args.lr_start < args.lr_end, f"--lr_start {args.lr_start:g} must be below --lr_end {args.lr_end:g}")
-    check(args.lr_iter >= 2, f"--lr_iter must be at least 2, got {args.lr_iter}")
-    check(0 <= args.lr_smooth_f < 1, f"--lr_smooth_f must be in [0, 1), got {args.lr_smooth_f}")
-    check(args.lr_diverge_th > 1, f"--lr_diverge_th must be > 1, got {args.lr_diverge_th}")
-    check(0 < args.pct_start < 1, f"--pct_start must be in (0, 1), got {args.pct_start}")
-    check(args.weight_decay >= 0, f"--weight_decay must be >= 0, got {args.weight_decay}")
-    check(0 <= args.momentum < 1, f"--momentum must be in [0, 1), got {args.momentum}")
-    check(0 <= args.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
-    check(args.save_every >= 0, f"--save_every must be >= 0, got {args.save_every}")
-    check(args.workers is None or args.workers >= 0, f"--workers must be >= 0, got {args.workers}")
-    check(args.batch_size % world == 0, f"--batch_size {args.batch_size} must divide over {world} processes")
-    check(not (args.find_lr and world > 1), "--find_lr runs in one process: run it without torchrun")
-    check(args.find_lr or args.max_lr, "training needs --max_lr (run --find_lr first: it suggests one)")
-    check(not (args.find_lr and args.resume), "--resume continues a training run; it does not apply to --find_lr")
     data_dir = Path(args.data_dir).expanduser() if args.data_dir else None
     check(data_dir is None or data_dir.is_dir(), f"--data_dir {args.data_dir} is not an existing folder")
     has_splits = data_dir is not None and (data_dir / "train").is_dir() and (data_dir / "val").is_dir()
     args.dataset = args.dataset or ("imagefolder" if has_splits else "cifar10")
     check(args.dataset != "imagefolder" or has_splits,
           f"--dataset imagefolder needs --data_dir with train/ and val/ class folders; {args.data_dir} has none")
-    check(not args.pretrained or args.dataset == "imagefolder", "--pretrained applies to ResNet-50 (image folders)")
+    args.model = args.model or ("resnet50" if args.dataset == "imagefolder" else "custom_resnet")
+    check(not (args.model == "custom_resnet" and args.dataset == "imagefolder"),
+          "--model custom_resnet is built for 32x32 CIFAR images; use --model resnet50 for image folders")
+    check(not args.pretrained or args.model == "resnet50", "--pretrained applies to --model resnet50")
+    args.train = not args.find_lr or (args.epochs or 1) > 1
+    apply_recipe(args)
+    check(args.lr_start < args.lr_end, f"--lr_start {args.lr_start:g} must be below --lr_end {args.lr_end:g}")
+    check(0 <= args.lr_smooth_f < 1, f"--lr_smooth_f must be in [0, 1), got {args.lr_smooth_f}")
+    check(args.lr_diverge_th > 1, f"--lr_diverge_th must be > 1, got {args.lr_diverge_th}")
+    check(0 < args.pct_start < 1, f"--pct_start must be in (0, 1), got {args.pct_start}")
+    check(args.weight_decay >= 0, f"--weight_decay must be >= 0, got {args.weight_decay}")
+    for name in ("momentum", "base_momentum", "max_momentum"):
+        check(0 <= getattr(args, name) < 1, f"--{name} must be in [0, 1), got {getattr(args, name)}")
+    check(args.base_momentum <= args.max_momentum, f"--base_momentum {args.base_momentum} must not exceed "
+          f"--max_momentum {args.max_momentum}")
+    check(0 <= args.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
+    check(args.cutout_holes >= 0 and args.cutout_length >= 0, "--cutout_holes and --cutout_length must be >= 0")
+    check(0 <= args.rotate_degrees <= 180, f"--rotate_degrees must be in [0, 180], got {args.rotate_degrees}")
+    check(args.save_every >= 0, f"--save_every must be >= 0, got {args.save_every}")
+    check(args.workers is None or args.workers >= 0, f"--workers must be >= 0, got {args.workers}")
+    check(args.batch_size % world == 0, f"--batch_size {args.batch_size} must divide over {world} processes")
+    check(not (args.find_lr and world > 1), "--find_lr runs in one process: run it without torchrun")
+    check(not (args.find_lr and args.resume), "--resume continues a training run; it does not apply to --find_lr")
     check(args.image_size >= 32, f"--image_size must be at least 32, got {args.image_size}")
+    if isinstance(args.max_lr, str):
+        check(not args.find_lr, "--find_lr picks the max LR itself; leave out --max_lr")
+        args.max_lr = max_lr_from_report(parser, args.max_lr, args.batch_size)
     output_dir = Path(args.output_dir).expanduser()
+    args.report_dir = output_dir
+    if args.lr_plot:
+        plot = Path(args.lr_plot).expanduser()
+        args.report_dir = plot if plot.is_dir() or not plot.suffix else plot.parent
+        args.lr_plot = None if plot.is_dir() or not plot.suffix else plot
     if args.resume:
         args.resume = Path(output_dir / "last.pt" if args.resume is True else args.resume).expanduser()
         check(args.resume.is_file(), f"--resume: checkpoint {args.resume} does not exist")
     else:
         args.resume = None
-    found = [name for name in RUN_FILES if (output_dir / name).exists()]
-    check(not found or args.resume or args.overwrite, f"--output_dir {args.output_dir} holds a previous run "
-          f"({', '.join(found)}): pass --resume to continue it, --overwrite to replace it, or choose another folder")
+    previous_run = (output_dir / "last.pt").exists() and args.train
+    previous_report = args.find_lr and any((args.report_dir / name).exists() for name in REPORT_FILES)
+    check(not (previous_run or previous_report) or args.resume or args.overwrite,
+          f"{'--output_dir ' + str(args.output_dir) if previous_run else str(args.report_dir)} holds a previous "
+          f"{'run (last.pt)' if previous_run else 'range test (suggested_lr.json)'}: pass --resume to continue it, "
+          "--overwrite to replace it, or choose another folder")
+    for folder in {output_dir, args.report_dir}:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / f".write_test_{os.getpid()}"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            parser.error(f"folder {folder} cannot be written: {error.strerror or error}")
+
+
+def max_lr_from_report(parser, path, batch_size):
+    """The ``suggested_lr`` of a range test's JSON, refused when it was found at another batch size."""
     try:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        probe = output_dir / f".write_test_{os.getpid()}"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as error:
-        parser.error(f"--output_dir {args.output_dir} cannot be written: {error.strerror or error}")
+        report = json.loads(Path(path).expanduser().read_text())
+    except (OSError, ValueError) as error:
+        parser.error(f"--max_lr {path}: cannot read it as a range test's suggested_lr.json ({error})")
+    if not report.get("suggested_lr"):
+        parser.error(f"--max_lr {path}: the range test made no suggestion ({report.get('reason')}); run it again")
+    if report.get("batch_size") != batch_size:
+        parser.error(f"--max_lr {path}: the range test ran at batch size {report.get('batch_size')}, this run at "
+                     f"{batch_size}; the best LR depends on the batch size: run the range test again at "
+                     f"--batch_size {batch_size}, or train at --batch_size {report.get('batch_size')}")
+    return float(report["suggested_lr"])
 
 
-def setup_distributed(no_cuda):
+def setup_distributed(device_name):
     """``(rank, world_size, device)``; under torchrun, joins the process group (NCCL on CUDA, gloo on CPU)."""
     import torch
 
-    use_cuda = torch.cuda.is_available() and not no_cuda
+    from utils import get_device
+
+    device = get_device(device_name)
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world == 1:
-        return 0, 1, torch.device("cuda" if use_cuda else "cpu")
+        return 0, 1, device
     local_rank = int(os.environ["LOCAL_RANK"])
-    if use_cuda:
+    if device.type == "cuda":
         torch.cuda.set_device(local_rank)
-    torch.distributed.init_process_group("nccl" if use_cuda else "gloo")
-    return torch.distributed.get_rank(), world, torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return torch.distributed.get_rank(), world, torch.device(f"cuda:{local_rank}" if device.type == "cuda" else "cpu")
 
 
 def build_data(args):
-    """``(train_set, val_set, num_classes)`` for ``args.dataset``, with the matching Albumentations
+    """``(train_set, val_set, class_names)`` for ``args.dataset``, with the matching Albumentations
     transforms; ``--max_samples`` keeps a class-balanced subset of each split."""
     import dataset
 
     if args.dataset == "imagefolder":
-        train_set, val_set, class_names = dataset.image_folder_datasets(args.data_dir, args.image_size,
-                                                                        args.max_samples, args.seed)
-        return train_set, val_set, len(class_names)
+        return dataset.image_folder_datasets(args.data_dir, args.image_size, args.max_samples, args.seed,
+                                             args.strict_images, args.cutout_holes, args.cutout_length,
+                                             args.rotate_degrees)
     splits = [dataset.load_cifar(args.dataset, args.data_dir, train=train) for train in (True, False)]
     if args.max_samples:
         splits = [(images[keep], labels[keep]) for images, labels in splits
                   for keep in [dataset.balanced_indices(labels, args.max_samples, args.seed)]]
     mean, std = dataset.channel_stats(splits[0][0])
-    train_set = dataset.AlbumentationsDataset(splits[0], dataset.cifar_train_transforms(mean, std, cutout_size=8))
-    val_set = dataset.AlbumentationsDataset(splits[1], dataset.cifar_test_transforms(mean, std))
-    return train_set, val_set, 100 if args.dataset == "cifar100" else 10
+    train_transforms = dataset.cifar_train_transforms(mean, std, args.cutout_length, args.cutout_holes,
+                                                      rotate_degrees=args.rotate_degrees)
+    train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[0]), train_transforms, seed=args.seed)
+    val_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[1]), dataset.cifar_test_transforms(mean, std))
+    return train_set, val_set, dataset.class_names(args.dataset)
 
 
-def build_scheduler(args, optimizer, steps_per_epoch):
-    """OneCycleLR (stepped per batch), cosine annealing or step decay (stepped per epoch)."""
+def training_recipe(args):
+    """The recipe as this run uses it: the data set's recipe with every command-line override."""
+    from dataclasses import replace
+
+    from recipes import recipe_for
+
+    overrides = {field: getattr(args, option) for option, field in RECIPE_OPTIONS.items()}
+    overrides["max_lr"] = args.max_lr or 0.0
+    return replace(recipe_for(args.dataset, args.model), **overrides)
+
+
+def build_scheduler(args, recipe, optimizer, steps_per_epoch):
+    """OneCycleLR from the recipe (stepped per batch), cosine annealing or step decay (stepped per epoch)."""
     from torch.optim import lr_scheduler as schedulers
 
+    from recipes import build_one_cycle
+
     if args.scheduler == "onecycle":
-        return schedulers.OneCycleLR(optimizer, max_lr=args.max_lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch,
-                                     pct_start=args.pct_start, div_factor=args.div_factor,
-                                     final_div_factor=args.final_div_factor, cycle_momentum=False)
+        return build_one_cycle(recipe, optimizer, args.max_lr, args.epochs, steps_per_epoch)
     if args.scheduler == "cosine":
         return schedulers.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    return schedulers.StepLR(optimizer, step_size=max(1, args.epochs // 3), gamma=0.1)
+    return schedulers.StepLR(optimizer, step_size=args.step_size or max(1, args.epochs // 3), gamma=args.gamma)
 
 
-def run(args):
-    """Build data, model and optimizer, then run the range test or train."""
+def run(args, command):
+    """Build data, model and optimizer, then run the range test, train, or both."""
     import torch
-    from torch import nn
     from torch.nn.parallel import DistributedDataParallel
-    from torch.utils.data.distributed import DistributedSampler
 
     import dataset
     import visualize
-    from custom_resnet import CustomResNet, resnet50
+    from custom_resnet import build_model
     from lr_finder import find_lr, write_report
-    from training_utils import fit, prepare_model
-    from utils import seed_everything
+    from recipes import build_criterion, build_optimizer
+    from training_utils import Precision, fit
+    from utils import count_parameters, describe_machine, seed_everything
 
-    rank, world, device = setup_distributed(args.no_cuda)
+    rank, world, device = setup_distributed("cpu" if args.no_cuda else args.device)
     master = rank == 0
     log = print if master else (lambda *_: None)
     output_dir = Path(args.output_dir).expanduser()
-    seed_everything(args.seed + rank)
-    train_set, val_set, num_classes = build_data(args)
-    train_set.transform.set_random_seed(args.seed + rank)  # each process its own (reproducible) augmentations
-    samplers = [DistributedSampler(train_set, world, rank, shuffle=True, seed=args.seed, drop_last=True),
-                DistributedSampler(val_set, world, rank, shuffle=False)] if world > 1 else [None, None]
+    train_set, val_set, class_names = build_data(args)
+    if args.num_classes is not None and args.num_classes != len(class_names):
+        sys.exit(f"main.py: error: --num_classes {args.num_classes} does not match the data: {args.dataset} "
+                 f"{args.data_dir or ''} holds {len(class_names)} classes")
     batch = args.batch_size // world
-    train_loader = dataset.make_loader(train_set, batch, True, device, args.workers, sampler=samplers[0])
-    val_loader = dataset.make_loader(val_set, batch, False, device, args.workers, sampler=samplers[1])
+    train_loader = dataset.make_loader(train_set, batch, True, device, args.workers, seed=args.seed,
+                                       num_replicas=world, rank=rank)
+    val_loader = dataset.make_loader(val_set, batch, False, device, args.workers, num_replicas=world, rank=rank)
     if len(train_loader) == 0:
         sys.exit(f"main.py: error: {len(train_set)} training images make no full batch of {args.batch_size}")
-    if args.scheduler == "onecycle" and args.pct_start * args.epochs * len(train_loader) == 1:  # torch divides by 0
-        sys.exit("main.py: error: OneCycleLR cannot warm up over exactly one step: change --pct_start or --epochs")
-    image_size = args.image_size if args.dataset == "imagefolder" else 32
-    model_name = "ResNet-50 v1.5" if args.dataset == "imagefolder" else "CustomResNet"
-    model = resnet50(num_classes, args.pretrained) if args.dataset == "imagefolder" else CustomResNet(num_classes)
-    model = prepare_model(model, device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.max_lr or args.lr_start, momentum=args.momentum,
-                                nesterov=args.momentum > 0, weight_decay=args.weight_decay)
-    criterion = nn.CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    precision = "auto" if args.amp else "fp32"
+    recipe = training_recipe(args)
+    precision = Precision.resolve(device, "auto" if args.amp else "fp32")
+    seed_everything(args.seed)
+    model_name = {"custom_resnet": "CustomResNet", "resnet50": "ResNet-50 v1.5"}[args.model]
+    cifar = args.dataset != "imagefolder"
+    model = precision.prepare(build_model(f"{args.model}_cifar" if cifar and args.model == "resnet50" else args.model,
+                                          len(class_names), args.pretrained))
+    criterion = build_criterion(recipe)
+    image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
-    description = f"{args.dataset} {folder} ({num_classes} classes, {len(train_set)} training images at {image_size}px)"
-    log(f"{description}; {model_name} on {device} x {world}, batch {args.batch_size}, {len(train_loader)} steps")
+    description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px)"
+    log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
+        f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch")
+    log("recipe " + recipe.name + ": " + ", ".join(
+        f"{field}={getattr(recipe, field):g}" if isinstance(getattr(recipe, field), float) else
+        f"{field}={getattr(recipe, field)}" for field in ("epochs", "max_lr", "weight_decay", "momentum",
+                                                          "label_smoothing", "cutout_holes", "cutout_length",
+                                                          "rotate_degrees", "pct_start", "div_factor",
+                                                          "final_div_factor", "anneal_strategy", "three_phase",
+                                                          "cycle_momentum", "base_momentum", "max_momentum"))
+        + f", scheduler={args.scheduler}")
     if args.find_lr:
+        num_iter = len(train_loader) if args.lr_iter == "epoch" else args.lr_iter
+        optimizer = build_optimizer(recipe, model.parameters(), lr=args.lr_start)
         result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=args.lr_start,
-                         end_lr=args.lr_end, num_iter=args.lr_iter, step_mode=args.lr_step_mode,
-                         smooth_f=args.lr_smooth_f, diverge_th=args.lr_diverge_th, precision=precision)
-        config = {"model": model_name, "image_size": image_size, "optimizer": f"SGD momentum {args.momentum} "
-                  f"(Nesterov) weight decay {args.weight_decay}", "label_smoothing": args.label_smoothing,
-                  "seed": args.seed}
-        report = write_report(result, output_dir, description, args.batch_size, shlex.join(["python", *sys.argv]),
-                              config, plot_file=args.lr_plot)
+                         end_lr=args.lr_end, num_iter=num_iter, step_mode=args.lr_step_mode,
+                         smooth_f=args.lr_smooth_f, diverge_th=args.lr_diverge_th, precision=precision,
+                         accumulation_steps=args.lr_accumulation_steps)
+        config = {"model": model_name, "image_size": image_size, "optimizer": f"SGD momentum {recipe.momentum} "
+                  f"(Nesterov) weight decay {recipe.weight_decay}", "label_smoothing": recipe.label_smoothing,
+                  "accumulation_steps": args.lr_accumulation_steps, "seed": args.seed}
+        report = write_report(result, args.report_dir, description, args.batch_size * args.lr_accumulation_steps,
+                              command, config, plot_file=args.lr_plot)
         for name, value in result.suggestions.items():
             log(f"{name:9s} {value:.3e}")
         for warning in result.warnings:
             log(f"WARNING: {warning}")
         log("wrote " + ", ".join(str(path) for path in report.values()))
-        return
-    scheduler = build_scheduler(args, optimizer, len(train_loader))
+        if not args.train:
+            return
+        if not result.suggestions:
+            sys.exit(f"main.py: error: no max LR to train with: {result.reason}")
+        args.max_lr = result.suggestions["min_loss"]
+        recipe = training_recipe(args)
+        log(f"training at the range test's suggested max LR {args.max_lr:.3g} (min_loss)")
+    log(f"max LR {args.max_lr:g}, {args.epochs} epochs, scheduler {args.scheduler}")
+    optimizer = build_optimizer(recipe, model.parameters(), lr=args.max_lr)
+    scheduler = build_scheduler(args, recipe, optimizer, len(train_loader))
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     history = fit(model, device, train_loader, val_loader, optimizer, criterion, args.epochs, scheduler,
                   precision=precision, grad_clip=args.grad_clip, topk=5, checkpoint_dir=output_dir if master else None,
-                  save_every=args.save_every, resume=args.resume, progress=master, log=log)
+                  save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
+                  test_name="val" if not cifar else "test")
     if master:
         (output_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
-        visualize.plot_history(history, save_path=output_dir / "curves.png")
-        best = max(history["test_acc"])
-        log(f"best val accuracy {best:.2f}%, last {history['test_acc'][-1]:.2f}%; wrote {output_dir}/last.pt, "
-            "best.pt, history.json, curves.png")
+        written = "last.pt, best.pt, history.json"
+        if not args.no_plots:
+            visualize.plot_history(history, save_path=output_dir / "curves.png")
+            written += ", curves.png"
+        log(f"best accuracy {max(history['test_acc']):.2f}%, last {history['test_acc'][-1]:.2f}%; wrote {written} "
+            f"in {output_dir}")
 
 
-def main():
-    """Check the arguments, then run; data, checkpoint and divergence errors end with one clear line."""
+def one_line(error):
+    """The message of an error, without the worker traceback a DataLoader wraps around it."""
+    text = str(error)
+    if "Original Traceback" in text:
+        last = [line for line in text.strip().splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last else last
+    return text
+
+
+def stop_on_sigterm(*_):
+    """SIGTERM (sent by Colab and cluster schedulers) stops the run as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def main(argv=None):
+    """Check the arguments, then run; data, checkpoint and divergence errors end with one clear line.
+    ``argv`` (a list of strings) lets Python code call it: ``main(["--find_lr", "--max_samples", "500"])``."""
     parser = build_parser()
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     validate(parser, args)
+    command = shlex.join(["python", "main.py", *(sys.argv[1:] if argv is None else argv)])
     import torch
     from dataset import DataFormatError, DataNotFoundError
     from training_utils import CheckpointError, NonFiniteLossError
 
+    previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
-        run(args)
+        run(args, command)
     except (DataNotFoundError, DataFormatError, CheckpointError, NonFiniteLossError) as error:
-        sys.exit(f"main.py: error: {error}")
+        sys.exit(f"main.py: error: {one_line(error)}")
+    except KeyboardInterrupt:
+        resume = command if "--resume" in command else f"{command} --resume"
+        sys.exit(f"main.py: stopped. Continue with: {resume.replace(' --overwrite', '')}")
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 

@@ -3,7 +3,8 @@
 A ``Recipe`` holds everything that decides how a net is trained: optimizer and its settings, label
 smoothing, batch size, epochs, augmentation, and every one-cycle setting. The S10 notebook, the
 ImageNet notebook and ``main.py`` read the same objects, so the lesson and the command line cannot
-drift apart. Change a field for one run with ``dataclasses.replace(S10, epochs=30)``.
+drift apart. Change a field for one run with ``dataclasses.replace(S10, epochs=30)``. (torch is imported
+inside the builders, so ``main.py --help`` answers at once.)
 
 * ``S10``: David Page's 24-epoch recipe for ``CustomResNet`` on CIFAR-10 ("How to train your ResNet"),
   plus label smoothing 0.2;
@@ -12,9 +13,6 @@ drift apart. Change a field for one run with ``dataclasses.replace(S10, epochs=3
 * ``RESNET50_CIFAR``: the ImageNet recipe's counterpart for ResNet-50 on 32x32 CIFAR images.
 """
 from dataclasses import asdict, dataclass, field
-
-import torch
-from torch import nn
 
 ONE_CYCLE_FIELDS = ("pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase",
                     "cycle_momentum", "base_momentum", "max_momentum")
@@ -113,12 +111,16 @@ def recipe_for(dataset, model=None):
 
 def build_criterion(recipe):
     """Cross-entropy with the recipe's label smoothing."""
+    from torch import nn
+
     return nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
 
 def build_optimizer(recipe, params, lr=None):
     """The recipe's optimizer over ``params`` (an iterable of tensors or of param groups) at ``lr``
     (default: the recipe's ``max_lr``; a following OneCycleLR sets the LR of every step anyway)."""
+    import torch
+
     lr = recipe.max_lr if lr is None else lr
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
@@ -135,6 +137,8 @@ def build_one_cycle(recipe, optimizer, max_lr, epochs, steps_per_epoch):
     ``epochs * steps_per_epoch`` steps and falls to ``max_lr / div_factor / final_div_factor``; with
     ``cycle_momentum`` the momentum moves the other way between ``max_momentum`` and ``base_momentum``.
     """
+    import torch
+
     if max_lr is None or not max_lr > 0:
         raise ValueError(f"max_lr must be a positive number, got {max_lr!r} (did the range test give no "
                          "suggestion? read its reason)")

@@ -1,8 +1,9 @@
 """Training: ``train`` and ``test`` for one epoch, ``fit`` for the epoch loop with history and checkpoints.
 
-The default path is the fast one: autocast (bf16 on a CPU that has bf16 units, bf16 or fp16 with a
-GradScaler on CUDA), channels_last, ``zero_grad(set_to_none=True)``, non-blocking copies. Each can be
-turned off (``precision="fp32"``, ``channels_last=False``) for a plain fp32 run.
+The default path is the fast one: autocast (bf16 on a CPU that has bf16 units, on CUDA bf16 from
+compute capability 8.0 and fp16 with a GradScaler below), channels_last, ``zero_grad(set_to_none=True)``,
+non-blocking copies. ``Precision`` decides all of it once; ``precision="fp32"`` (or
+``Precision.resolve(device, "fp32", channels_last=False)``) gives a plain fp32 run.
 """
 import os
 import time
@@ -10,12 +11,11 @@ from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from dataset import derive_seed
+from dataset import SKIPPED_LABEL, derive_seed
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -171,8 +171,8 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     model.train()
     num_steps = len(loader)
     losses = torch.zeros(num_steps, device=precision.device)
-    correct = torch.zeros((), device=precision.device, dtype=torch.long)
-    seen, lrs, momentums = 0, [], []
+    correct, seen, skipped = (torch.zeros((), device=precision.device, dtype=torch.long) for _ in range(3))
+    lrs, momentums = [], []
     check_every = 20 if precision.device.type == "cuda" else 1
     bar = tqdm(loader, desc=f"epoch {epoch}" if epoch is not None else "train", disable=not progress,
                leave=False, dynamic_ncols=True)
@@ -195,15 +195,18 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
         scaler.update()
         if scheduler is not None:
             scheduler.step()
-        correct += (output.argmax(1) == y).sum()
-        seen += len(y)
+        valid = y != SKIPPED_LABEL
+        correct += ((output.argmax(1) == y) & valid).sum()
+        seen += valid.sum()
+        skipped += len(y) - valid.sum()
         if progress and (step % 10 == 0 or step + 1 == num_steps):
-            bar.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / seen:.2f}%",
+            bar.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / max(seen.item(), 1):.2f}%",
                             lr=f"{get_lr(optimizer):.2e}")
     _check_finite(losses, num_steps, epoch)
-    loss_sum, hits, seen, steps = _sum_over_processes([losses.sum().item(), correct.item(), seen, num_steps],
-                                                      precision.device)
+    loss_sum, hits, seen, skipped, steps = _sum_over_processes(
+        [losses.sum().item(), correct.item(), seen.item(), skipped.item(), num_steps], precision.device)
     result = TrainResult(int(hits), int(seen), loss_sum / max(steps, 1))
+    result.skipped = int(skipped)
     result.steps = {"lr": lrs, "momentum": momentums, "loss": losses.tolist()}
     return result
 
@@ -216,19 +219,22 @@ def test(model, device, loader, criterion, *, precision="auto", topk=1):
     model.eval()
     total_loss = torch.zeros((), device=precision.device)
     correct = torch.zeros(topk, device=precision.device)
-    seen = 0
+    seen, skipped = (torch.zeros((), device=precision.device, dtype=torch.long) for _ in range(2))
     for batch in loader:
         x, y = precision.batch(*batch)
+        valid = y != SKIPPED_LABEL
         with precision.autocast():
             output = model(x)
-            total_loss += criterion(output, y).float() * len(y)
+            total_loss += criterion(output, y).float() * valid.sum()
         top = output.topk(min(topk, output.shape[1]), dim=1).indices
-        hits = (top == y[:, None]).cumsum(1).clamp(max=1).sum(0).float()
+        hits = ((top == y[:, None]).cumsum(1).clamp(max=1) * valid[:, None]).sum(0).float()
         correct[:len(hits)] += hits
-        seen += len(y)
-    loss_sum, seen, *hits = _sum_over_processes([total_loss.item(), seen, *correct.tolist()], precision.device)
+        seen += valid.sum()
+        skipped += len(y) - valid.sum()
+    loss_sum, seen, skipped, *hits = _sum_over_processes([total_loss.item(), seen.item(), skipped.item(),
+                                                          *correct.tolist()], precision.device)
     result = TestResult(int(hits[0]), loss_sum / max(seen, 1))
-    result.processed = int(seen)
+    result.processed, result.skipped = int(seen), int(skipped)
     result.correct5 = int(hits[min(4, len(hits) - 1)]) if topk >= 5 else None
     return result
 
@@ -309,7 +315,7 @@ def _rank():
 
 def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None, *,
         scheduler_per_batch=None, precision="auto", grad_clip=None, topk=1, checkpoint_dir=None, save_every=0,
-        resume=None, seed=0, progress=False, log=print):
+        resume=None, seed=0, progress=False, log=print, test_name="test"):
     """Train for ``epochs`` epochs, evaluating after each; returns the history dict and logs one line
     per epoch.
 
@@ -323,7 +329,8 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
 
     Distributed runs: pass the DistributedDataParallel model (checkpoints hold the inner model's
     weights, and evaluation runs on it) and a loader whose sampler shards by rank; give
-    ``checkpoint_dir`` and ``log`` only on rank 0.
+    ``checkpoint_dir`` and ``log`` only on rank 0. ``test_name`` names the evaluation split in the log
+    ("test" for CIFAR, "val" for an ImageNet validation folder).
     """
     precision = Precision.resolve(device, precision)
     scaler = precision.grad_scaler()
@@ -376,9 +383,11 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             history["test_acc"].append(tested.acc)
             history["test_top5"].append(tested.top5)
             top5 = f"  top-5 {tested.top5:.2f}%" if tested.top5 is not None else ""
+            skips = trained.skipped + tested.skipped
+            skips = f"  skipped {skips} unreadable image(s), named in the warnings above" if skips else ""
             log(f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.4f}  train loss {trained.loss:.4f} "
-                f"acc {trained.acc:.2f}%  test loss {tested.loss:.4f} acc {tested.acc:.2f}%"
-                f"{top5}  {history['epoch_time'][-1]:.1f}s")
+                f"acc {trained.acc:.2f}%  {test_name} loss {tested.loss:.4f} acc {tested.acc:.2f}%"
+                f"{top5}  {history['epoch_time'][-1]:.1f}s{skips}")
             if checkpoint_dir is not None:
                 state = checkpoint(epoch)
                 save_checkpoint(state, checkpoint_dir / "last.pt")

@@ -109,7 +109,8 @@ def plot_lr_finder(result, chosen_lr=None, save_path=None):
     ax = figure.add_subplot()
     skip = result.settings.get("skip_start", 0)
     raw = raw_losses(result.all_losses, result.settings.get("smooth_f", 0))[skip:skip + len(result.lrs)]
-    ax.plot(result.lrs, raw, color="tab:blue", alpha=0.25, linewidth=1, label="loss (raw)")
+    if len(raw) == len(result.lrs):
+        ax.plot(result.lrs, raw, color="tab:blue", alpha=0.25, linewidth=1, label="loss (raw)")
     ax.plot(result.lrs, result.losses, color="tab:blue", label="loss (smoothed)")
     for name, lr in result.suggestions.items():
         marker, colour = SUGGESTION_MARKERS[name]

@@ -78,7 +78,7 @@ def test_synthetic_images_are_seeded_and_balanced():
 def test_albumentations_dataset_gives_normalised_tensors():
     data = SyntheticImages(8)
     mean, std = dataset.channel_stats(data.images)
-    train_set = AlbumentationsDataset((data.images, data.labels), cifar_train_transforms(mean, std))
+    train_set = AlbumentationsDataset(dataset.ImageArrays(data.images, data.labels), cifar_train_transforms(mean, std))
     image, label = train_set[0]
     assert image.shape == (3, 32, 32) and image.dtype == torch.float32 and label == data.labels[0]
     test_set = AlbumentationsDataset(data, cifar_test_transforms(mean, std))
@@ -107,9 +107,9 @@ def test_batched_loader_augments_like_albumentations():
     images = np.repeat(position_image()[None], n, axis=0)
     mean = (0.2, 0.3, 0.4)  # the cutout fill, so holes show in the blue channel
     fill = tuple(int(round(m * 255)) for m in mean)
-    transform = cifar_train_transforms(mean, (1, 1, 1), cutout_size=8).transforms[:-2]
     import albumentations as A
-    reference = np.stack([A.Compose(transform)(image=image)["image"] for image in images])
+    transform = A.Compose(dataset.cifar_augmentations(mean, cutout_size=8), seed=0)
+    reference = np.stack([transform(image=image)["image"] for image in images])
     loader = BatchedCifarLoader(images, np.zeros(n, np.int64), 500, mean, (1, 1, 1), cutout_size=8, seed=0)
     batched = np.concatenate([loader.augment_batch(torch.arange(i, i + 500)).numpy() for i in range(0, n, 500)])
     assert tuple(reference[reference[..., 2] != 255][0]) == fill

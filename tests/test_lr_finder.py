@@ -16,7 +16,7 @@ def test_range_test_suggests_finite_lrs_in_range_and_restores_the_model():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     result = find_lr(model, optimizer, nn.CrossEntropyLoss(), train_loader, start_lr=1e-4, end_lr=10,
                      num_iter=40, progress=False)  # 40 > 16 batches: the loader is cycled
-    assert set(result.suggestions) == {"steepest", "valley", "min_loss"}
+    assert set(result.suggestions) == {"steepest", "valley", "min_loss", "minimum"}
     for lr in result.suggestions.values():
         assert np.isfinite(lr) and 1e-4 <= lr <= 10
     assert len(result.all_lrs) <= 40 and min(result.losses) < result.losses[0]

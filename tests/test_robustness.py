@@ -5,7 +5,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from dataset import DataFormatError, DataNotFoundError, ImageFiles, image_folder
+from dataset import SKIPPED_LABEL, DataFormatError, DataNotFoundError, ImageFiles, image_folder
 from lr_finder import find_lr
 from tests.helpers import sgd, synthetic_loaders, tiny_cnn
 from training_utils import fit, load_checkpoint
@@ -57,8 +57,11 @@ def test_a_truncated_jpeg_is_named_in_the_error(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(good)
     broken = tmp_path / "broken.JPEG"
     broken.write_bytes(good.read_bytes()[:600])
-    with pytest.raises(DataFormatError, match="cannot decode image .*broken.JPEG"):
-        ImageFiles([broken], [0])[0]
+    with pytest.raises(DataFormatError, match="cannot decode image .*broken.JPEG.*--strict_images"):
+        ImageFiles([broken], [0], strict=True)[0]
+    with pytest.warns(UserWarning, match="skipped: cannot decode image .*broken.JPEG"):
+        image, label = ImageFiles([broken], [0])[0]
+    assert label == SKIPPED_LABEL and image.dtype == np.uint8
 
 
 def test_a_range_test_shorter_than_its_skips_still_suggests():
@@ -78,6 +81,9 @@ class InterruptAt:
         self.loader, self.epoch, self.batch, self.passes = loader, epoch, batch, 0
         self.generator = loader.generator
 
+    def set_epoch(self, epoch):
+        self.loader.set_epoch(epoch)
+
     def __len__(self):
         return len(self.loader)
 
@@ -95,11 +101,11 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_resume_continues(tmp_path):
     model = tiny_cnn()
     with pytest.raises(KeyboardInterrupt):
         fit(model, "cpu", InterruptAt(train_loader, epoch=2, batch=1), test_loader, sgd(model), nn.CrossEntropyLoss(),
-            3, checkpoint_dir=tmp_path, progress=False, log=messages.append)
+            3, checkpoint_dir=tmp_path, log=messages.append)
     assert "interrupted during epoch 2" in messages[-1] and "holds epoch 1" in messages[-1]
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 1
     model = tiny_cnn()
     history = fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 3,
-                  checkpoint_dir=tmp_path, resume=tmp_path / "last.pt", progress=False, log=messages.append)
+                  checkpoint_dir=tmp_path, resume=tmp_path / "last.pt", log=messages.append)
     assert any("continuing at epoch 2" in m for m in messages) and len(history["test_acc"]) == 3
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3

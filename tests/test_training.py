@@ -18,13 +18,13 @@ def test_train_lowers_the_loss_and_learns_synthetic_images():
     model = tiny_cnn()
     criterion = nn.CrossEntropyLoss()
     before = evaluate(model, "cpu", test_loader, criterion)
-    first = train(model, "cpu", train_loader, sgd(model), criterion, progress=False)
-    second = train(model, "cpu", train_loader, sgd(model), criterion, progress=False)
+    first = train(model, "cpu", train_loader, sgd(model), criterion)
+    second = train(model, "cpu", train_loader, sgd(model), criterion)
     after = evaluate(model, "cpu", test_loader, criterion, topk=5)
-    assert second["loss"] < first["loss"]
-    assert after["loss"] < before["loss"] - 0.5
-    assert after["acc"] > 50  # chance is 10%
-    assert after["top5"] >= after["acc"]
+    assert second.loss < first.loss
+    assert after.loss < before.loss - 0.5
+    assert after.acc > 50  # chance is 10%
+    assert after.top5 >= after.acc
 
 
 def test_one_cycle_schedule_matches_the_formula_at_first_peak_and_last_step():
@@ -37,7 +37,7 @@ def test_one_cycle_schedule_matches_the_formula_at_first_peak_and_last_step():
         optimizer, max_lr=max_lr, epochs=epochs, steps_per_epoch=steps, pct_start=pct, div_factor=div,
         final_div_factor=final_div, three_phase=False, anneal_strategy="linear", cycle_momentum=False)
     history = fit(model, "cpu", train_loader, test_loader, optimizer, nn.CrossEntropyLoss(), epochs, scheduler,
-                  progress=False, log=lambda _: None)
+                  log=lambda _: None)
     lrs, total = history["lr"], epochs * steps
     assert len(lrs) == total
     peak = round(pct * total) - 1  # OneCycleLR: end of phase one
@@ -72,7 +72,7 @@ def test_a_nan_loss_stops_training_naming_epoch_and_step(tmp_path):
     model = Exploding()
     with pytest.raises(NonFiniteLossError, match="epoch 1, step 2"):
         fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 2,
-            checkpoint_dir=tmp_path, progress=False, log=lambda _: None)
+            checkpoint_dir=tmp_path, log=lambda _: None)
     assert not (tmp_path / "last.pt").exists()
 
 
@@ -80,7 +80,7 @@ def test_checkpoints_are_written_each_epoch_with_best_and_every_n(tmp_path):
     train_loader, test_loader = synthetic_loaders(n_train=256, batch_size=64)
     model = tiny_cnn()
     fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 2, checkpoint_dir=tmp_path,
-        save_every=2, progress=False, log=lambda _: None)
+        save_every=2, log=lambda _: None)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt", "epoch_2.pt", "last.pt"]
     state = load_checkpoint(tmp_path / "last.pt")
     assert state["epoch"] == 2 and len(state["history"]["test_acc"]) == 2
@@ -134,12 +134,12 @@ def test_resume_refuses_another_model_or_run_length(tmp_path):
     train_loader, test_loader = synthetic_loaders(n_train=256, batch_size=64)
     model = tiny_cnn()
     fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 1, checkpoint_dir=tmp_path,
-        progress=False, log=lambda _: None)
+        log=lambda _: None)
     other = tiny_cnn(num_classes=5)
     with pytest.raises(CheckpointError, match="another model or class count: '13.weight' differs \\(checkpoint \\(10, 64\\), model \\(5, 64\\)\\)"):
         fit(other, "cpu", train_loader, test_loader, sgd(other), nn.CrossEntropyLoss(), 1,
-            resume=tmp_path / "last.pt", progress=False, log=lambda _: None)
+            resume=tmp_path / "last.pt", log=lambda _: None)
     model = tiny_cnn()
     with pytest.raises(CheckpointError, match="run of 1 epochs"):
         fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 3,
-            resume=tmp_path / "last.pt", progress=False, log=lambda _: None)
+            resume=tmp_path / "last.pt", log=lambda _: None)

@@ -26,11 +26,12 @@ def test_misclassified_are_exactly_the_wrong_predictions():
     torch.manual_seed(0)
     _, test_loader = synthetic_loaders(n_test=200)
     model = tiny_cnn()
-    wrong = get_misclassified_data(model, "cpu", test_loader)
+    wrong, true_labels, predicted_labels = get_misclassified_data(model, "cpu", test_loader)
     truth, predicted = get_predictions(model, "cpu", test_loader)
     assert len(wrong) == int((truth != predicted).sum()) > 0
-    assert all(t != p for _, t, p in wrong) and wrong[0][0].shape == (3, 32, 32)
-    assert len(get_misclassified_data(model, "cpu", test_loader, max_items=3)) == 3
+    assert (true_labels != predicted_labels).all() and (truth[wrong] == true_labels).all()
+    assert (test_loader.labels.numpy()[wrong] == true_labels).all()  # indices into the test set, in loader order
+    assert len(get_misclassified_data(model, "cpu", test_loader, max_items=3)[0]) == 3
 
 
 def png_ok(path):
@@ -55,8 +56,8 @@ def test_every_figure_writes_a_png(tmp_path):
         "curves": lambda p: visualize.plot_history(history, save_path=p),
         "lr_finder": lambda p: visualize.plot_lr_finder(result, chosen_lr=lrs[10], save_path=p),
         "schedule": lambda p: visualize.plot_lr_schedule(lrs, [0.9] * 30, steps_per_epoch=10, save_path=p),
-        "misclassified": lambda p: visualize.plot_misclassified(
-            [(torch.zeros(3, 32, 32), 0, 1)] * 3, classes, mean, std, save_path=p),
+        "misclassified": lambda p: visualize.plot_misclassified(data.images[:3], [0, 1, 2], [1, 2, 0], classes,
+                                                                save_path=p),
         "confusion": lambda p: visualize.plot_confusion_matrix(data.labels, data.labels[::-1], classes,
                                                                save_path=p),
     }

@@ -1,0 +1,173 @@
+"""Writes ImageNet_LR_Finder.ipynb's cells (sources only; outputs come from executing it)."""
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+md, code = new_markdown_cell, new_code_cell
+cells = [
+md("""# ResNet-50 on an ImageNet-style folder: the LR range test, then one-cycle training
+
+The S10 lesson found the maximum learning rate for a small net on CIFAR-10. Here the same method meets
+the classic large model: **ResNet-50 v1.5** (torchvision's; the stride-2 sits in the 3x3 convolution of
+each bottleneck) on any folder in the ImageNet layout, `train/<class>/*.JPEG` and `val/<class>/*.JPEG`.
+
+1. look at the data (classes, images, the augmentations);
+2. read the model summary;
+3. run the **LR range test** and read its report: a plot, a detailed log and `suggested_lr.json`;
+4. train briefly with `OneCycleLR` at the suggested maximum LR and look at the curves.
+
+The same steps run headless from the command line (also on several GPUs under `torchrun`):
+```
+python main.py --data_dir $IMAGENET_DIR --find_lr --lr_iter 100 --batch_size 32 --image_size 128 --output_dir runs/imagenet_lr
+python main.py --data_dir $IMAGENET_DIR --epochs 10 --batch_size 32 --image_size 128 --max_lr runs/imagenet_lr/suggested_lr.json --output_dir runs/imagenet
+```"""),
+md("""## Settings
+The recipe (`recipes.IMAGENET`, the one `main.py` uses for image folders) holds the training settings;
+this cell reads what a run may change from the environment: `IMAGENET_DIR`, `IMAGE_SIZE`,
+`BATCH_SIZE`, `LR_ITERS`, `EPOCHS`, `MAX_SAMPLES` (a class-balanced subset of each split; 0 for all).
+`SMOKE=1` (CI and `nbval`) swaps in a tiny CPU run on a generated folder of JPEGs (coloured shapes,
+32 pixels) and writes figures and reports to temporary folders, so `Data/` keeps the real run's."""),
+code("""import os
+import tempfile
+
+import dataset
+import recipes
+
+recipe = recipes.IMAGENET
+SMOKE = os.environ.get("SMOKE") == "1"
+IMAGENET_DIR = os.environ.get("IMAGENET_DIR", "data/imagenet")
+if SMOKE:  # a generated folder of JPEGs in the ImageNet layout
+    IMAGENET_DIR = tempfile.mkdtemp()
+    for split, seed, count in (("train", 0, 128), ("val", 1, 64)):
+        shapes = dataset.SyntheticImages(n=count, size=32, seed=seed)
+        dataset.write_image_folder(shapes.images, shapes.labels, shapes.classes, IMAGENET_DIR, split)
+DEVICE = "cpu" if SMOKE else "auto"
+IMAGE_SIZE = int(os.environ.get("IMAGE_SIZE", 32 if SMOKE else 128))
+BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 16 if SMOKE else 32))
+LR_ITERS = int(os.environ.get("LR_ITERS", 40 if SMOKE else recipe.lr_iter))
+EPOCHS = int(os.environ.get("EPOCHS", 2 if SMOKE else 10))
+MAX_SAMPLES = int(os.environ.get("MAX_SAMPLES", 0)) or None
+WORKERS = 0 if SMOKE else None  # None: min(4, cores - 1) DataLoader workers
+THREADS = 1 if SMOKE else os.cpu_count() or 1  # SMOKE shares CI machines: one thread
+SEED = 1
+FIGURES = tempfile.mkdtemp() if SMOKE else "Data"
+REPORT_DIR = tempfile.mkdtemp() if SMOKE else "runs/imagenet_lr_finder"
+CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/imagenet"
+print(f"IMAGE_SIZE={IMAGE_SIZE} BATCH_SIZE={BATCH_SIZE} LR_ITERS={LR_ITERS} EPOCHS={EPOCHS} MAX_SAMPLES={MAX_SAMPLES}")"""),
+code("""%matplotlib inline
+import json
+import time
+
+import albumentations as A
+import numpy as np
+import torch
+from IPython.display import Image, display
+
+import visualize
+from custom_resnet import resnet50
+from lr_finder import find_lr, write_report
+from recipes import build_criterion, build_one_cycle, build_optimizer
+from training_utils import fit, prepare_model, resolve_precision
+from utils import count_parameters, describe_machine, get_device, model_summary, seed_everything
+
+device = get_device(DEVICE)
+precision = resolve_precision(device)
+torch.set_num_threads(THREADS)
+torch.backends.cudnn.benchmark = device.type == "cuda"
+print(f"device: {device}, precision: {precision}")
+print(f"machine: {describe_machine(device)}")"""),
+md("""## The data
+`dataset.image_folder_datasets` lists both splits (the classes, and so their number, come from the
+folder names under `train/`) and pairs them with the ImageNet transforms."""),
+code("""train_set, val_set, classes = dataset.image_folder_datasets(IMAGENET_DIR, IMAGE_SIZE, MAX_SAMPLES, seed=SEED,
+                                                            color_jitter=recipe.color_jitter)
+print(f"{len(classes)} classes: {', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''}")
+print(f"{len(train_set)} training images, {len(val_set)} validation images")"""),
+code("""shown = np.random.default_rng(SEED).choice(len(train_set), size=min(20, len(train_set)), replace=False)
+samples = [train_set.source[int(i)] for i in shown]
+visualize.plot_samples([image for image, _ in samples], [label for _, label in samples], classes,
+                       save_path=f"{FIGURES}/imagenet_samples.png")"""),
+md("""## Augmentation
+The standard ImageNet recipe, with Albumentations:
+* training: a **random-resized crop** (a random 8-100% of the area at a random aspect ratio, resized to
+  `IMAGE_SIZE`; 25-100% below 160 pixels, where tiny crops hold too little), a **horizontal flip** and
+  a **colour jitter** (brightness, contrast, saturation), then the ImageNet mean/std normalisation;
+  `main.py` adds cutout (`--cutout`) and rotation (`--rotate_degrees`) on request;
+* validation: resize the short side to `IMAGE_SIZE / 0.875` (256 for 224), then a **center crop**.
+
+Each row below applies one pipeline (without the normalisation) to the same images."""),
+code("""augmentations = {
+    "train": A.Compose(dataset.imagenet_augmentations(IMAGE_SIZE, color_jitter=recipe.color_jitter)),
+    "val": A.Compose(dataset.imagenet_val_crop(IMAGE_SIZE)),
+}
+visualize.plot_augmentations([image for image, _ in samples[:6]], augmentations,
+                             save_path=f"{FIGURES}/imagenet_augmentations.png")"""),
+md("""## The model
+torchvision's ResNet-50 v1.5: a 7x7 stem, then 3, 4, 6 and 3 bottleneck blocks (1x1 -> 3x3 -> 1x1
+convolutions) at 256, 512, 1024 and 2048 channels, global average pooling and one linear layer. The
+summary is the ImageNet-1K configuration (1000 classes, 3x224x224), checked by `nbval`; the training
+below uses the same net with one output per class of the folder."""),
+code("""# NBVAL_CHECK_OUTPUT
+model_summary(resnet50(num_classes=1000), input_size=(3, 224, 224), device="cpu")
+print(f"trainable parameters: {count_parameters(resnet50(num_classes=1000)):,}")"""),
+md("""## The LR range test
+The learning rate grows exponentially from `1e-5` to `10` over `LR_ITERS` batches while the smoothed
+training loss is recorded (torch-lr-finder). Of the four suggestions, **the one-cycle maximum LR is
+`min_loss`**, the LR at the lowest smoothed loss, the same rule as in `S10.ipynb` (Smith's upper bound:
+one-cycle visits its peak only briefly, so it can use the largest LR at which the loss still falls).
+The suggestions only look at the curve before the loss blows up (past twice its lowest value): a
+wrecked net's loss can drift down again, and that fall must not attract a suggestion.
+
+The test uses the recipe's optimizer and loss (SGD with Nesterov momentum, weight decay and label
+smoothing as `recipes.IMAGENET` sets them) at the training batch size, and restores the model, the
+optimizer and every random state afterwards. `write_report` keeps the result beside the run: the plot,
+a log (configuration, the call, results, warnings, next steps) and `suggested_lr.json`, exactly what
+`main.py --find_lr` writes."""),
+code("""train_loader = dataset.make_loader(train_set, BATCH_SIZE, train=True, device=device, workers=WORKERS, seed=SEED)
+val_loader = dataset.make_loader(val_set, BATCH_SIZE, train=False, device=device, workers=WORKERS)
+criterion = build_criterion(recipe)
+seed_everything(SEED)
+model = prepare_model(resnet50(num_classes=len(classes)), device)
+optimizer = build_optimizer(recipe, model.parameters(), lr=recipe.lr_start)
+lr_result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=recipe.lr_start,
+                    end_lr=recipe.lr_end, num_iter=LR_ITERS, precision=precision, progress=False)
+call = (f"find_lr(resnet50({len(classes)}), recipes.IMAGENET optimizer and loss, train_loader, start_lr={recipe.lr_start:g}, "
+        f"end_lr={recipe.lr_end:g}, num_iter={LR_ITERS}) in ImageNet_LR_Finder.ipynb")
+report = write_report(lr_result, REPORT_DIR, f"{os.path.basename(os.path.normpath(IMAGENET_DIR))} ({len(classes)} classes, "
+                      f"{len(train_set)} training images at {IMAGE_SIZE}px)", BATCH_SIZE, call,
+                      config={"model": "ResNet-50 v1.5", "recipe": recipe.name}, plot_file=f"{FIGURES}/imagenet_lr_finder.png")
+print(f"range test: {len(lr_result.all_lrs)} iterations in {lr_result.seconds:.0f}s")
+print(report["log"].read_text().split("\\nCurve")[0])"""),
+md("""The plot (each suggestion marked) and `suggested_lr.json`:"""),
+code("""display(Image(filename=str(report["plot"])))
+print(report["json"].read_text())
+MAX_LR = json.loads(report["json"].read_text())["suggested_lr"]
+print(f"one-cycle max LR (min_loss): {MAX_LR:.3g}")"""),
+md("""## One-cycle training
+The recipe's `OneCycleLR`, stepped after every batch: the LR rises from `MAX_LR / 25` to `MAX_LR` over
+the first 30% of the steps, then anneals (cosine) to `MAX_LR / 25 / 10^4`, while the momentum cycles
+the other way, from 0.95 down to 0.85 at the peak and back (Smith's one-cycle policy). `fit` evaluates
+top-1 and top-5 accuracy on the validation split after each epoch and keeps `last.pt` and `best.pt`;
+`main.py --resume` continues such a run on the same schedule.
+
+From scratch and for a few epochs on a small subset this is a demonstration of the method, not an
+ImageNet result: the point is a loss that falls fast and stays stable at the LR the test picked."""),
+code("""seed_everything(SEED)
+model = prepare_model(resnet50(num_classes=len(classes)), device)
+optimizer = build_optimizer(recipe, model.parameters(), lr=MAX_LR)
+scheduler = build_one_cycle(recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
+start = time.perf_counter()
+history = fit(model, device, train_loader, val_loader, optimizer, criterion, EPOCHS, scheduler, precision=precision,
+              topk=5, checkpoint_dir=CHECKPOINTS, seed=SEED, test_name="val")
+minutes = (time.perf_counter() - start) / 60
+print(f"after {EPOCHS} epochs: validation top-1 {history['test_acc'][-1]:.2f}%, top-5 {history['test_top5'][-1]:.2f}% "
+      f"(max LR {MAX_LR:.3g}, batch {BATCH_SIZE}, {IMAGE_SIZE}px, {precision} on {device}, {minutes:.1f} min)")"""),
+md("""## Loss, accuracy and the schedule
+(`plot_history` labels the validation split "test".)"""),
+code("""visualize.plot_history(history, save_path=f"{FIGURES}/imagenet_curves.png")"""),
+code("""visualize.plot_lr_schedule(history["lr"], history["momentum"], steps_per_epoch=len(train_loader),
+                           save_path=f"{FIGURES}/imagenet_lr_schedule.png")"""),
+]
+notebook = new_notebook(cells=cells, metadata={
+    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+    "language_info": {"name": "python"}})
+nbformat.write(notebook, "ImageNet_LR_Finder.ipynb")
