@@ -5,8 +5,6 @@
 * ``resnet50``: torchvision's ResNet-50 v1.5 (stride 2 in the 3x3 conv of each bottleneck), optionally
   with its ImageNet weights and a new head for another number of classes.
 """
-import functools
-
 import torch
 from torch import nn
 import torchvision
@@ -110,5 +108,7 @@ def build_model(name_or_dataset, num_classes, pretrained=False):
                      "cifar10, cifar100 or imagenet")
 
 
-load_pretrained_resnet50 = functools.partial(resnet50, pretrained=True)
-load_pretrained_resnet50.__doc__ = "The specification's name: ``resnet50(num_classes, pretrained=True)``."
+def load_pretrained_resnet50(device="cpu", num_classes=1000, input_size=224):
+    """The specification's loader: ``resnet50(num_classes, pretrained=True)`` on ``device``, with the CIFAR
+    stem when ``input_size`` is 64 or less."""
+    return resnet50(num_classes, pretrained=True, cifar_stem=input_size <= 64).to(device)

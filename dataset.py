@@ -360,6 +360,21 @@ class AlbumentationsDataset(torch.utils.data.Dataset):
         return self.transform(image=np.asarray(image))["image"], label
 
 
+class TransformedDataset(AlbumentationsDataset):
+    """The reference notebook's CIFAR-10 data set: ``TransformedDataset('./data', train=True, download=True)``
+    loads CIFAR-10 (``load_cifar``: ``.npz``, torchvision folder or download) and applies the S10
+    training (or test) transforms, normalised with the training set's statistics, unless ``transform``
+    is given. ``.data`` holds the raw uint8 images, as torchvision's CIFAR10 does."""
+
+    def __init__(self, root="./data", train=True, download=True, transform=None, name="cifar10", seed=0):
+        images, labels = load_cifar(name, root, train, download)
+        if transform is None:
+            mean, std = channel_stats(images if train else load_cifar(name, root, True, download)[0])
+            transform = cifar_train_transforms(mean, std) if train else cifar_test_transforms(mean, std)
+        super().__init__(ImageArrays(images, labels), transform, seed)
+        self.data, self.targets = images, labels
+
+
 class EpochSampler(torch.utils.data.Sampler):
     """Yields ``(epoch, index)`` keys: the order of an epoch (shuffled or not) is derived from ``(seed,
     epoch)``, and ``AlbumentationsDataset`` seeds each image's augmentation from the key. Call

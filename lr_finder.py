@@ -33,10 +33,58 @@ import torch
 with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which warns in notebooks
     warnings.simplefilter("ignore")
     import torch_lr_finder.lr_finder as library
-    from torch_lr_finder import LRFinder
     from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
-from training_utils import Precision
+from training_utils import Precision, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
+from visualize import plot_lr_finder, plot_training_history  # noqa: F401 (the same)
+
+
+class LRFinder(library.LRFinder):
+    """torch-lr-finder's ``LRFinder`` with the signature and returns the specification documents:
+
+        lr_finder = LRFinder(model, optimizer, criterion, device)
+        lrs, losses = lr_finder.range_test(train_loader, start_lr=1e-7, end_lr=10, num_iter=100)
+        index = lr_finder.plot(skip_start=10, skip_end=5, log_lr=True, title="Learning Rate Finder")
+
+    ``range_test`` returns the LRs and smoothed losses it recorded; ``plot`` draws them (optionally
+    saving to ``save_path``) and returns the index in ``lrs`` of the suggested LR (the steepest fall,
+    torch-lr-finder's rule; ``find_lr`` gives all four suggestions). Call ``reset()`` afterwards to
+    restore the model and optimizer, as with the library."""
+
+    def range_test(self, train_loader, start_lr=1e-7, end_lr=10, num_iter=100, step_mode="exp", smooth_f=0.05,
+                   diverge_th=5.0, **options):
+        """Run the library's range test (any iterable of ``(x, y)`` batches); returns ``(lrs, losses)``."""
+        if not isinstance(train_loader, (torch.utils.data.DataLoader, TrainDataLoaderIter)):
+            train_loader = BatchIter(train_loader, channels_last=False)
+        super().range_test(train_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode,
+                           smooth_f=smooth_f, diverge_th=diverge_th, **options)
+        return self.history["lr"], self.history["loss"]
+
+    def plot(self, skip_start=10, skip_end=5, log_lr=True, title="Learning Rate Finder", save_path=None):
+        """Draw the loss against the LR with the suggestion marked; returns the suggestion's index."""
+        from matplotlib.figure import Figure
+
+        lrs, losses = self.history["lr"], self.history["loss"]
+        if skip_start + skip_end >= len(lrs) - 1:
+            raise ValueError(f"skip_start={skip_start} and skip_end={skip_end} leave fewer than 2 of the "
+                             f"{len(lrs)} points; lower them or run more iterations")
+        end = len(lrs) - skip_end
+        index = skip_start + int(np.gradient(np.asarray(losses[skip_start:end])).argmin())
+        figure = Figure(figsize=(8, 5))
+        ax = figure.add_subplot()
+        ax.plot(lrs[skip_start:end], losses[skip_start:end])
+        ax.scatter(lrs[index], losses[index], s=75, marker="o", color="red", zorder=3,
+                   label=f"steepest: {lrs[index]:.2e}")
+        if log_lr:
+            ax.set_xscale("log")
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("loss")
+        ax.set_title(title)
+        ax.legend()
+        if save_path is not None:
+            figure.savefig(save_path, dpi=100, bbox_inches="tight")
+        self.figure = figure
+        return index
 
 
 class BatchIter(TrainDataLoaderIter):
@@ -192,7 +240,7 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
                 "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device),
                 "accumulation_steps": accumulation_steps, "val_loader": val_loader is not None}
-    finder = LRFinder(model, optimizer, criterion, device=device, **amp)
+    finder = library.LRFinder(model, optimizer, criterion, device=device, **amp)
     start = time.perf_counter()
     bar = library.tqdm
     python_state, numpy_state = random.getstate(), np.random.get_state()
@@ -260,8 +308,6 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
     returns their paths. ``plot_file`` saves the plot elsewhere (the JSON names it relative to
     ``output_dir``). ``suggested_lr`` in the JSON is the course's one-cycle rule, the ``min_loss``
     suggestion (None when there is none); all three suggestions are listed beside it."""
-    from visualize import plot_lr_finder
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_file = Path(plot_file) if plot_file else output_dir / f"{prefix}_plot.png"
@@ -302,3 +348,7 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
                                                   zip(result.all_lrs, result.all_losses)]
     log_file.write_text("\n".join(lines) + "\n")
     return {"plot": plot_file, "log": log_file, "json": json_file}
+
+
+
+find_lr_advanced = find_lr  # the specification's name for the range test with several suggestions

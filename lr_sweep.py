@@ -45,6 +45,7 @@ def parse_args(argv=None):
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default="Data/lr_sweep", help="writes <output>.json and <output>.png")
+    parser.add_argument("--plot_only", action="store_true", help="redraw <output>.png from <output>.json, no training")
     args = parser.parse_args(argv)
     if args.subset < args.batch_size:
         parser.error(f"--subset {args.subset} is smaller than one batch of {args.batch_size}")
@@ -114,8 +115,23 @@ def plot_sweep(results, suggestions, chosen, save_path=None, title=""):
     return _finish(figure, save_path)
 
 
+def sweep_title(summary):
+    """The figure's title: the run's size, the best run and the run nearest the rule's LR."""
+    settings, best, at_rule = summary["settings"], summary["best"], summary["at_rule"]
+    chosen = summary["suggestions"][summary["rule"]]
+    return (f"S10 recipe, {settings['subset']} training images, {settings['epochs']} epochs per run: best "
+            f"{best['test_acc']:.1f}% at {best['max_lr']:.3g};\nthe rule's {chosen:.3g} ({summary['rule']}), nearest run "
+            f"{at_rule['max_lr']:.3g}: {at_rule['test_acc']:.1f}%")
+
+
 def main(argv=None):
     args = parse_args(argv)
+    if args.plot_only:
+        with open(f"{args.output}.json") as file:
+            summary = json.load(file)
+        plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png", sweep_title(summary))
+        print(sweep_title(summary))
+        return summary
     device = get_device(args.device)
     precision = Precision.resolve(device)
     train_loader, test_loader = loaders(args, device)
@@ -152,8 +168,7 @@ def main(argv=None):
                "best": best, "at_rule": at_rule}
     with open(f"{args.output}.json", "w") as file:
         json.dump(summary, file, indent=2)
-    title = (f"S10 recipe, {len(train_loader.dataset)} training images, {args.epochs} epochs per run: "
-             f"best {best['test_acc']:.1f}% at {best['max_lr']:.3g}; the rule's {chosen:.3g}: {at_rule['test_acc']:.1f}%")
+    title = sweep_title(summary)
     plot_sweep(results, result.suggestions, "min_loss", save_path=f"{args.output}.png", title=title)
     print(title)
     print(f"wrote {args.output}.json and {args.output}.png")

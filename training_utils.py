@@ -403,3 +403,23 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
         log(f"interrupted during epoch {epoch}{where}")
         raise
     return history
+
+
+def train_with_one_cycle(model, train_loader, val_loader, optimizer, criterion, max_lr, num_epochs, device=None,
+                         recipe=None, **fit_options):
+    """The specification's one call: train ``num_epochs`` epochs under ``OneCycleLR`` peaking at ``max_lr``
+    (the one-cycle settings of ``recipe``, by default ``recipes.IMAGENET``'s: 30% warm-up, cosine
+    annealing, momentum cycled 0.95 -> 0.85 -> 0.95), evaluating on ``val_loader`` after each epoch;
+    returns the history dict of ``fit`` (``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, the
+    per-step ``lr`` and ``momentum``). ``device`` defaults to CUDA when available; ``fit_options`` go to
+    ``fit`` (``checkpoint_dir``, ``precision``, ``seed``, ...)."""
+    from recipes import IMAGENET, build_one_cycle
+    from utils import get_device
+
+    device = torch.device(device) if device is not None else get_device()
+    scheduler = build_one_cycle(recipe or IMAGENET, optimizer, max_lr, num_epochs, len(train_loader))
+    return fit(model, device, train_loader, val_loader, optimizer, criterion, num_epochs, scheduler, **fit_options)
+
+
+train_epoch = train  # the specification's name for ``train``: one training epoch
+evaluate = test  # the specification's name for ``test``: one evaluation pass

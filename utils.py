@@ -8,6 +8,9 @@ import torch
 from torchsummary import summary
 
 from dataset import channel_stats
+# the S10 reference notebook imports these figures from utils; they live in visualize
+from visualize import (display_cifar_misclassified_data, display_loss_and_accuracies,  # noqa: F401
+                       visualize_cifar_augmentation)
 
 
 def get_cifar_statistics(data, data_set_type="Train"):
@@ -56,12 +59,25 @@ def misclassified(truth, predicted, max_items=None):
     return wrong if max_items is None else wrong[:max_items]
 
 
+@torch.inference_mode()
 def get_misclassified_data(model, device, loader, max_items=None, precision="auto"):
-    """``(indices, true_labels, predicted_labels)`` of the wrong predictions over an unshuffled
-    ``loader`` (one pass of ``get_predictions``)."""
-    truth, predicted = get_predictions(model, device, loader, precision)
-    wrong = misclassified(truth, predicted, max_items)
-    return wrong, truth[wrong], predicted[wrong]
+    """The wrong predictions over ``loader`` as a list of ``(image, true_label, predicted_label)`` (images as
+    CPU float tensors, still normalised), as the S10 reference notebook used them; one pass. The lesson
+    itself uses ``get_predictions`` + ``misclassified``, which also feed the confusion matrix."""
+    from training_utils import Precision
+
+    precision = Precision.resolve(device, precision)
+    model.eval()
+    found = []
+    for batch in loader:
+        x, y = precision.batch(*batch)
+        with precision.autocast():
+            predicted = model(x).argmax(1)
+        for index in torch.nonzero(predicted != y).flatten().tolist():
+            found.append((x[index].float().cpu(), int(y[index]), int(predicted[index])))
+            if max_items is not None and len(found) >= max_items:
+                return found
+    return found
 
 
 def describe_machine(device):

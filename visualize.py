@@ -37,10 +37,23 @@ def plot_samples(images, labels, class_names, count=20, columns=10, save_path=No
     count = min(count, len(images))
     figure, axes = _grid(count, columns)
     for ax, image, label in zip(axes, images[:count], labels[:count]):
-        ax.imshow(image)
+        ax.imshow(displayable(image))
         ax.set_title(class_names[int(label)], fontsize=8)
         ax.axis("off")
     return _finish(figure, save_path)
+
+
+def displayable(image):
+    """Any image a transform returns (uint8 or float HWC array, CHW tensor, normalised or not) as an HWC
+    array matplotlib shows: floats outside [0, 1] are rescaled to it."""
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu()
+        image = image.permute(1, 2, 0) if image.dim() == 3 and image.shape[0] in (1, 3) else image
+        image = image.numpy()
+    image = np.asarray(image)
+    if image.dtype != np.uint8 and (image.min() < 0 or image.max() > 1):
+        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-8)
+    return image
 
 
 def plot_augmentations(images, augmentations, save_path=None, seed=0):
@@ -58,7 +71,7 @@ def plot_augmentations(images, augmentations, save_path=None, seed=0):
         for column, image in enumerate(images):
             shown = image if name == "original" else augmentations[name](image=image)["image"]
             ax = axes[row][column]
-            ax.imshow(shown)
+            ax.imshow(displayable(shown))
             ax.set_xticks([])
             ax.set_yticks([])
             if column == 0:
@@ -182,3 +195,38 @@ def plot_confusion_matrix(truth, predicted, class_names, save_path=None):
     accuracy = 100 * np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"confusion matrix (accuracy {accuracy:.2f}%)")
     return _finish(figure, save_path)
+
+
+plot_training_history = plot_history  # the specification's name for ``plot_history``
+
+
+# ------------------------------------------------------------------ the S10 reference notebook's names
+def display_cifar_data_samples(data_set, number_of_samples, classes, save_path=None):
+    """The reference notebook's call: ``plot_samples`` of the first ``number_of_samples`` items of any
+    (image, label) data set (a torchvision CIFAR10, ``dataset.TransformedDataset``, ...)."""
+    items = [data_set[index] for index in range(number_of_samples)]
+    return plot_samples([image for image, _ in items], [label for _, label in items], classes,
+                        count=number_of_samples, save_path=save_path)
+
+
+def visualize_cifar_augmentation(data_set, transforms, count=5, save_path=None):
+    """The reference notebook's call: ``plot_augmentations`` of each transform in ``transforms`` (a dict
+    name -> Albumentations transform) on the first ``count`` raw images of ``data_set`` (one with
+    ``.data``, e.g. ``dataset.TransformedDataset`` or torchvision's CIFAR10)."""
+    return plot_augmentations([np.asarray(image) for image in data_set.data[:count]], transforms, save_path)
+
+
+def display_loss_and_accuracies(train_losses, train_acc, test_losses, test_acc, save_path=None):
+    """The reference notebook's call: ``plot_history`` of four per-epoch lists."""
+    return plot_history({"train_loss": train_losses, "train_acc": train_acc, "test_loss": test_losses,
+                         "test_acc": test_acc}, save_path)
+
+
+def display_cifar_misclassified_data(misclassified_data, classes, inv_normalize, number_of_samples=10, save_path=None):
+    """The reference notebook's call: ``plot_misclassified`` of ``utils.get_misclassified_data``'s
+    ``(image, true, predicted)`` list, the images de-normalised by ``inv_normalize`` (a torchvision
+    ``Normalize`` that undoes the training normalisation)."""
+    items = misclassified_data[:number_of_samples]
+    images = [displayable(inv_normalize(image).clamp(0, 1)) for image, _, _ in items]
+    return plot_misclassified(images, [t for _, t, _ in items], [p for _, _, p in items], classes,
+                              count=number_of_samples, save_path=save_path)
