@@ -94,9 +94,14 @@ class Precision:
         """The autocast context (disabled for fp32)."""
         return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
 
+    @property
+    def scales_gradients(self):
+        """fp16 needs loss scaling (a GradScaler); bf16 and fp32 do not."""
+        return self.name == "fp16"
+
     def grad_scaler(self):
         """A GradScaler that is enabled only for fp16 (a pass-through otherwise)."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.name == "fp16")
+        return torch.amp.GradScaler(self.device.type, enabled=self.scales_gradients)
 
     def prepare(self, model):
         """Move the model to the device, in channels_last memory format when asked."""

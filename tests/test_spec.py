@@ -1,6 +1,7 @@
 """The calls, commands and files of the four specification documents (../shared/spec/), run as written
 with small data: the list a user copying them would try."""
 import json
+import os
 import subprocess
 import sys
 
@@ -82,7 +83,7 @@ def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
     if "CIFAR100" in argv:
         small += ["--data_dir", str(cifar100), "--batch_size", "32"]
     result = subprocess.run([sys.executable, "train_resnet50_one_cycle.py", *argv, *small], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "PATH": ""})
+                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ResNet-50 v1.5" in result.stdout and "epoch  2/2" in result.stdout
     if "--find_lr" in argv:
@@ -125,7 +126,7 @@ def test_run_lr_finder_script_and_documented_flags(tiny_folder, tmp_path):  # no
                              "--lr_start", "1e-07", "--lr_end", "10", "--lr_iter", "epoch", "--lr_advanced",
                              "--max_samples", "48", "--image_size", "32", "--num_workers", "0",
                              "--output_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={"OMP_NUM_THREADS": "1", "PATH": ""})
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "suggested_lr.json").read_text())
     assert report["num_iter"] == 3  # --lr_iter epoch: one pass over 48 images in batches of 16

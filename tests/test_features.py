@@ -1,0 +1,204 @@
+"""The command line's and the range test's features: augmentation options, the four suggestions and
+their plot, gradient accumulation, untouched RNGs, bad images that do not stop a run, SIGTERM."""
+import json
+import os
+import random
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import dataset
+import visualize
+from lr_finder import find_lr, suggest
+from tests.helpers import sgd, synthetic_loaders, tiny_cnn
+from tests.test_main import ROOT, curve_result, run_main, tiny_cifar, tiny_folder  # noqa: F401  (fixtures)
+from training_utils import load_checkpoint
+
+
+# --------------------------------------------------------------------------------------- augmentation
+def bar_angle(image):
+    """Angle (degrees) of the principal axis of the bright pixels of a uint8 image."""
+    ys, xs = np.nonzero(image[..., 0] > 128)
+    coords = np.stack([xs - xs.mean(), ys - ys.mean()])
+    eigenvalues, eigenvectors = np.linalg.eigh(coords @ coords.T)
+    x, y = eigenvectors[:, np.argmax(eigenvalues)]
+    angle = np.degrees(np.arctan2(y, x))
+    return (angle + 90) % 180 - 90
+
+
+def test_rotation_turns_images_by_at_most_the_angle():
+    import albumentations as A
+    image = np.zeros((64, 64, 3), np.uint8)
+    image[31:33, 8:56] = 255  # a horizontal bar through the centre
+    rotate = A.Compose(dataset.cifar_augmentations((0, 0, 0), padding=0, flip=False, cutout_holes=0,
+                                                   rotate_degrees=10), seed=0)
+    angles = [abs(bar_angle(rotate(image=image)["image"])) for _ in range(60)]
+    assert max(angles) <= 10.5 and max(angles) > 6 and np.mean(angles) > 2
+
+
+@pytest.mark.parametrize("holes, length", [(1, 8), (3, 5)])
+def test_cutout_cuts_the_asked_number_of_holes_of_the_asked_size(holes, length):
+    import albumentations as A
+    image = np.full((32, 32, 3), 255, np.uint8)
+    mean = (0.0, 0.0, 0.0)  # holes are black on white
+    cifar = A.Compose(dataset.cifar_augmentations(mean, cutout_size=length, cutout_holes=holes, padding=0, flip=False),
+                      seed=0)
+    folder = A.Compose(dataset.imagenet_augmentations(32, mean, cutout_holes=holes, cutout_length=length,
+                                                      color_jitter=0), seed=0)
+    for transform in (cifar, folder):
+        areas = [int((transform(image=image)["image"][..., 0] == 0).sum()) for _ in range(40)]
+        assert min(areas) >= length * length and max(areas) == holes * length * length
+
+
+# -------------------------------------------------------------------------------------- the range test
+def test_four_suggestions_on_a_known_curve_and_steepest_stays_before_the_minimum():
+    lrs = list(np.geomspace(1e-4, 10, 100))
+    # falls gently to a minimum at index 60, rises, then falls steeply again (a wrecked net's drift)
+    losses = np.r_[np.linspace(2.3, 1.0, 61), np.linspace(1.05, 1.9, 25), np.linspace(1.9, 1.2, 14)]
+    suggestions, _ = suggest(lrs, list(losses))
+    assert suggestions["min_loss"] == lrs[60] and suggestions["minimum"] == pytest.approx(lrs[60] / 10)
+    assert suggestions["steepest"] <= lrs[60]  # the steep fall after the minimum is ignored
+    assert lrs[0] < suggestions["valley"] < lrs[60]
+
+
+def test_short_tests_and_zero_losses_get_the_right_reason():
+    lrs = list(np.geomspace(1e-3, 1, 4))
+    assert "only 4 point(s)" in suggest(lrs, [2.0, 1.9, 1.8, 1.7])[1]
+    lrs = list(np.geomspace(1e-3, 1, 20))
+    suggestions, reason = suggest(lrs, list(np.linspace(0.5, -1.0, 20)))  # a custom criterion below zero
+    assert reason == "" and suggestions["min_loss"] == lrs[-1]
+
+
+def test_the_plot_draws_the_raw_loss_clips_the_blow_up_and_marks_the_chosen_lr():
+    x = np.linspace(0, 1, 80)
+    losses = list(np.r_[2.3 - 1.2 * x[:60], np.linspace(1.1, 8.0, 20)])  # a blow-up to 8
+    result = curve_result(losses)
+    result.settings.update(smooth_f=0.05, skip_start=0)
+    figure = visualize.plot_lr_finder(result, chosen_lr=result.suggestions["min_loss"])
+    ax = figure.axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "loss (raw)" in labels and "loss (smoothed)" in labels
+    assert any(label.startswith("chosen max LR") for label in labels)
+    bottom, top = ax.get_ylim()
+    assert top < 3.0 and bottom < min(losses)  # the part where the suggestions are fills the plot
+    raw = visualize.raw_losses([2.0, 1.9, 1.81], 0.5)  # s1 = 0.5 raw1 + 0.5 s0
+    assert raw[1] == pytest.approx(1.8) and raw[2] == pytest.approx(1.72)
+
+
+class Counting:
+    """An iterable of batches that counts how many were drawn."""
+
+    def __init__(self, loader):
+        self.loader, self.drawn = loader, 0
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.drawn += 1
+            yield batch
+
+
+def test_accumulation_steps_reach_the_library_and_every_rng_is_left_alone():
+    train_loader, val_loader = synthetic_loaders(n_train=256, n_test=64, batch_size=32)
+    counting = Counting(train_loader)
+    model = tiny_cnn()
+    optimizer = sgd(model)
+    torch.manual_seed(3), np.random.seed(3), random.seed(3)
+    states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
+    result = find_lr(model, optimizer, nn.CrossEntropyLoss(), counting, start_lr=1e-4, end_lr=1e-2, num_iter=6,
+                     accumulation_steps=3, val_loader=val_loader, progress=False)
+    assert len(result.all_lrs) == 6 and counting.drawn == 6 * 3 and result.settings["accumulation_steps"] == 3
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert np.array_equal(np.random.get_state()[1], states[1]) and random.getstate() == states[2]
+
+
+def test_an_optimizer_with_a_scheduler_gets_a_message_saying_what_to_do():
+    train_loader, _ = synthetic_loaders(n_train=64)
+    model = tiny_cnn()
+    optimizer = sgd(model)
+    torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=10)
+    with pytest.raises(ValueError, match="already has a learning-rate scheduler attached.*build the scheduler"):
+        find_lr(model, optimizer, nn.CrossEntropyLoss(), train_loader, num_iter=5)
+
+
+# ------------------------------------------------------------------------------------------ bad images
+def png_header(width, height):
+    """A PNG that claims width x height pixels (a decompression bomb to PIL): header only."""
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def folder_with_bad_images(tiny_folder, tmp_path):  # noqa: F811
+    root = tmp_path / "data"
+    shutil.copytree(tiny_folder, root)
+    first = sorted((root / "train").iterdir())[0]
+    good = sorted(first.iterdir())[0]
+    (first / "truncated.JPEG").write_bytes(good.read_bytes()[:300])
+    (first / "notes.JPEG").write_text("not an image")
+    (first / "huge.png").write_bytes(png_header(20000, 20000))
+    return root
+
+
+def test_unreadable_images_are_skipped_with_warnings_and_the_run_ends(folder_with_bad_images, tmp_path):
+    result = run_main("--data_dir", folder_with_bad_images, "--epochs", 2, "--batch_size", 16, "--image_size", 32,
+                      "--workers", 2, "--output_dir", tmp_path / "out", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("truncated.JPEG", "notes.JPEG", "huge.png"):
+        assert f"skipped: cannot decode image" in result.stderr and name in result.stderr, name
+    assert "epoch  2/2" in result.stdout and "skipped" in result.stdout.split("epoch  1/2")[1].splitlines()[0]
+    assert load_checkpoint(tmp_path / "out" / "last.pt")["epoch"] == 2
+
+
+def test_strict_images_stops_with_one_line(folder_with_bad_images, tmp_path):
+    result = run_main("--data_dir", folder_with_bad_images, "--epochs", 1, "--batch_size", 16, "--image_size", 32,
+                      "--workers", 2, "--strict_images", "--output_dir", tmp_path / "out")
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("main.py: error: cannot decode image") and "--strict_images" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_a_wrong_folder_stops_after_many_failures_in_a_row(tmp_path):
+    root = tmp_path / "data"
+    for split in ("train", "val"):
+        (root / split / "a").mkdir(parents=True)
+        for index in range(30):
+            (root / split / "a" / f"{index}.JPEG").write_text("text")
+    result = run_main("--data_dir", root, "--epochs", 1, "--batch_size", 8, "--image_size", 32, "--workers", 0,
+                      "--output_dir", tmp_path / "out")
+    assert result.returncode == 1 and "20 files in a row could not be decoded" in result.stderr
+
+
+# -------------------------------------------------------------------------------------------- SIGTERM
+def test_sigterm_keeps_the_last_finished_epoch_and_prints_the_resume_command(tiny_cifar, tmp_path):  # noqa: F811
+    out = tmp_path / "run"
+    command = [sys.executable, "main.py", "--dataset", "cifar10", "--data_dir", str(tiny_cifar), "--epochs", "20",
+               "--batch_size", "32", "--workers", "0", "--output_dir", str(out)]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.time() + 300
+    while not (out / "last.pt").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.5)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 1, stderr[-2000:]
+    done = load_checkpoint(out / "last.pt")["epoch"]
+    assert done >= 1 and f"holds epoch {done}" in stdout
+    assert f"Continue with: python main.py --dataset cifar10 --data_dir {tiny_cifar}" in stderr
+    assert stderr.strip().endswith("--resume")
+    history = json.loads(json.dumps(load_checkpoint(out / "last.pt")["history"]))
+    assert len(history["test_acc"]) == done
