@@ -312,9 +312,9 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
     output_dir.mkdir(parents=True, exist_ok=True)
     plot_file = Path(plot_file) if plot_file else output_dir / f"{prefix}_plot.png"
     log_file, json_file = output_dir / f"{prefix}_log.txt", output_dir / "suggested_lr.json"
-    plot_lr_finder(result, save_path=plot_file)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     suggested = result.suggestions.get("min_loss")
+    plot_lr_finder(result, chosen_lr=suggested, save_path=plot_file)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
     summary = {"suggested_lr": suggested, "suggestion_rule": "min_loss (one-cycle max LR)",
                "suggestions": result.suggestions,
                "reason": result.reason or None, "dataset": str(dataset), "batch_size": batch_size,

@@ -462,6 +462,22 @@ def run(args, command):
             f"in {output_dir}")
 
 
+def resume_command(argv, args):
+    """The command that continues an interrupted training run: the same options, ``--resume`` instead of
+    ``--overwrite``, and a finished range test's ``suggested_lr.json`` instead of ``--find_lr``."""
+    kept, skip_value = [], False
+    for item in argv:
+        if skip_value and not item.startswith("--"):
+            skip_value = False
+            continue
+        skip_value = item in ("--resume", "--checkpoint")
+        if item not in ("--find_lr", "--overwrite", "--resume", "--checkpoint"):
+            kept.append(item)
+    if args.find_lr:
+        kept += ["--max_lr", str(args.report_dir / "suggested_lr.json")]
+    return shlex.join(["python", "main.py", *kept, "--resume"])
+
+
 def one_line(error):
     """The message of an error, without the worker traceback a DataLoader wraps around it."""
     text = str(error)
@@ -493,8 +509,9 @@ def main(argv=None):
     except (DataNotFoundError, DataFormatError, CheckpointError, NonFiniteLossError) as error:
         sys.exit(f"main.py: error: {one_line(error)}")
     except KeyboardInterrupt:
-        resume = command if "--resume" in command else f"{command} --resume"
-        sys.exit(f"main.py: stopped. Continue with: {resume.replace(' --overwrite', '')}")
+        if not (Path(args.output_dir).expanduser() / "last.pt").exists():
+            sys.exit("main.py: stopped before the first epoch finished: there is nothing to resume")
+        sys.exit(f"main.py: stopped. Continue with: {resume_command(sys.argv[1:] if argv is None else argv, args)}")
     finally:
         signal.signal(signal.SIGTERM, previous_handler)
         if torch.distributed.is_available() and torch.distributed.is_initialized():

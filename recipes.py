@@ -12,7 +12,7 @@ inside the builders, so ``main.py --help`` answers at once.)
   one-cycle schedule and momentum cycling, as in Smith's one-cycle policy);
 * ``RESNET50_CIFAR``: the ImageNet recipe's counterpart for ResNet-50 on 32x32 CIFAR images.
 """
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 ONE_CYCLE_FIELDS = ("pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase",
                     "cycle_momentum", "base_momentum", "max_momentum")
@@ -85,14 +85,12 @@ IMAGENET = Recipe(
           "short one-cycle runs). max_lr 0.1 is Goyal et al.'s 0.1 per 256 images; the range test refines it.",
 )
 
-RESNET50_CIFAR = Recipe(
-    name="resnet50_cifar", model="resnet50", epochs=30, batch_size=128, max_lr=0.1,
-    optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-4, label_smoothing=0.0,
-    crop_padding=4, flip=True, cutout_holes=1, cutout_length=8, image_size=32,
-    pct_start=0.3, div_factor=25, final_div_factor=1e4, anneal_strategy="cos", three_phase=False,
-    cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, lr_start=1e-5, lr_end=10.0, lr_iter=100,
+RESNET50_CIFAR = replace(
+    IMAGENET, name="resnet50_cifar", epochs=30, batch_size=128, weight_decay=5e-4, label_smoothing=0.0,
+    crop_padding=4, cutout_holes=1, cutout_length=8, color_jitter=0.0, image_size=32,
     notes="ResNet-50 v1.5 with the CIFAR stem (3x3 stride-1 first conv, no max-pool) on 32x32 images: "
-          "the ImageNet recipe's one cycle with CIFAR's augmentation and weight decay 5e-4.",
+          "the ImageNet recipe's one cycle (SGD Nesterov, max LR 0.1, cosine, momentum cycling) with CIFAR's "
+          "augmentation and weight decay 5e-4.",
 )
 
 RECIPES = {recipe.name: recipe for recipe in (S10, IMAGENET, RESNET50_CIFAR)}

@@ -25,6 +25,16 @@ def synthetic_loaders(n_train=1024, n_test=256, batch_size=64, seed=0, augment=F
     return train_loader, test_loader
 
 
+def write_cifar_npz(root, n_train, n_test):
+    """``train.npz`` / ``test.npz`` of generated 32x32 images in the CIFAR layout; returns ``root``."""
+    import numpy as np
+
+    for name, seed, count in (("train", 0, n_train), ("test", 1, n_test)):
+        source = SyntheticImages(n=count, seed=seed)
+        np.savez(root / f"{name}.npz", images=source.images, labels=source.labels)
+    return root
+
+
 def sgd(model, lr=0.05):
     """SGD with Nesterov momentum, as the lessons use."""
     torch.manual_seed(0)

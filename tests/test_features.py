@@ -202,3 +202,15 @@ def test_sigterm_keeps_the_last_finished_epoch_and_prints_the_resume_command(tin
     assert stderr.strip().endswith("--resume")
     history = json.loads(json.dumps(load_checkpoint(out / "last.pt")["history"]))
     assert len(history["test_acc"]) == done
+
+
+def test_the_resume_command_replaces_find_lr_and_overwrite():
+    from argparse import Namespace
+    from pathlib import Path
+
+    from main import resume_command
+    args = Namespace(find_lr=True, report_dir=Path("runs/c100"))
+    command = resume_command(["--dataset", "CIFAR100", "--find_lr", "--epochs", "30", "--overwrite", "--resume",
+                              "old/last.pt", "--seed", "2"], args)
+    assert command == ("python main.py --dataset CIFAR100 --epochs 30 --seed 2 --max_lr runs/c100/suggested_lr.json "
+                       "--resume")

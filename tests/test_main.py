@@ -14,7 +14,7 @@ import torch
 import dataset
 from lr_finder import LRFinderResult, analyse, suggest, write_report
 from training_utils import Precision, fit, load_checkpoint, prepare_model
-from tests.helpers import synthetic_loaders, tiny_cnn
+from tests.helpers import synthetic_loaders, tiny_cnn, write_cifar_npz
 from utils import seed_everything
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,11 +43,7 @@ def tiny_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def tiny_cifar(tmp_path_factory):
     """train.npz / test.npz of generated 32x32 images in the CIFAR layout (64 + 32)."""
-    root = tmp_path_factory.mktemp("tiny_cifar")
-    for name, seed, count in (("train", 0, 64), ("test", 1, 32)):
-        source = dataset.SyntheticImages(n=count, seed=seed)
-        np.savez(root / f"{name}.npz", images=source.images, labels=source.labels)
-    return root
+    return write_cifar_npz(tmp_path_factory.mktemp("tiny_cifar"), 64, 32)
 
 
 def curve_result(losses, start_lr=1e-5, end_lr=10.0):

@@ -14,7 +14,7 @@ from albumentations.pytorch import ToTensorV2
 from torch import nn, optim
 
 import dataset
-from tests.helpers import synthetic_loaders, tiny_cnn
+from tests.helpers import synthetic_loaders, tiny_cnn, write_cifar_npz
 from tests.test_main import ROOT, run_main, tiny_cifar, tiny_folder  # noqa: F401  (fixtures)
 
 DEVICE = "cpu"
@@ -23,11 +23,7 @@ DEVICE = "cpu"
 @pytest.fixture(scope="module")
 def cifar_folder(tmp_path_factory):
     """A CIFAR-10 .npz folder of 256 + 128 generated images (what TransformedDataset('./data') reads)."""
-    root = tmp_path_factory.mktemp("cifar")
-    for name, seed, count in (("train", 0, 256), ("test", 1, 128)):
-        data = dataset.SyntheticImages(n=count, seed=seed)
-        np.savez(root / f"{name}.npz", images=data.images, labels=data.labels)
-    return root
+    return write_cifar_npz(tmp_path_factory.mktemp("cifar"), 256, 128)
 
 
 # ------------------------------------------------------------------------ 000: the ResNet-50 module
@@ -88,7 +84,9 @@ def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
     assert "ResNet-50 v1.5" in result.stdout and "epoch  2/2" in result.stdout
     if "--find_lr" in argv:
         assert "training at the range test's suggested max LR" in result.stdout
-        assert (tmp_path / "out" / "suggested_lr.json").is_file()
+        suggested = json.loads((tmp_path / "out" / "suggested_lr.json").read_text())["suggested_lr"]
+        history = json.loads((tmp_path / "out" / "history.json").read_text())
+        assert max(history["lr"]) == pytest.approx(suggested, rel=0.02)  # trained at the range test's LR
     if "--cutout" in argv:
         assert "cutout_holes=1, cutout_length=16, rotate_degrees=10" in result.stdout
 
