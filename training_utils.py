@@ -182,13 +182,15 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     bar = tqdm(loader, desc=f"epoch {epoch}" if epoch is not None else "train", disable=not progress,
                leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar):
+        labels = batch[1]  # a batch of unreadable images only (labels on the CPU, so no device sync) adds nothing
+        nothing_to_learn = labels.device.type == "cpu" and bool((labels == SKIPPED_LABEL).all())
         x, y = precision.batch(*batch)
         lrs.append(get_lr(optimizer))
         momentums.append(get_momentum(optimizer))
         optimizer.zero_grad(set_to_none=True)
         with precision.autocast():
             output = model(x)
-            loss = criterion(output, y)
+            loss = output.sum() * 0 if nothing_to_learn else criterion(output, y)
         losses[step] = loss.detach().float()
         if (step + 1) % check_every == 0 or step + 1 == num_steps:
             _check_finite(losses, step + 1, epoch)
@@ -230,7 +232,7 @@ def test(model, device, loader, criterion, *, precision="auto", topk=1):
         valid = y != SKIPPED_LABEL
         with precision.autocast():
             output = model(x)
-            total_loss += criterion(output, y).float() * valid.sum()
+            total_loss += torch.where(valid.any(), criterion(output, y).float() * valid.sum(), 0.0)
         top = output.topk(min(topk, output.shape[1]), dim=1).indices
         hits = ((top == y[:, None]).cumsum(1).clamp(max=1) * valid[:, None]).sum(0).float()
         correct[:len(hits)] += hits

@@ -86,7 +86,7 @@ def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
         assert "training at the range test's suggested max LR" in result.stdout
         suggested = json.loads((tmp_path / "out" / "suggested_lr.json").read_text())["suggested_lr"]
         history = json.loads((tmp_path / "out" / "history.json").read_text())
-        assert max(history["lr"]) == pytest.approx(suggested, rel=0.02)  # trained at the range test's LR
+        assert suggested * 0.9 <= max(history["lr"]) <= suggested * (1 + 1e-9)  # trained at the range test's LR
     if "--cutout" in argv:
         assert "cutout_holes=1, cutout_length=16, rotate_degrees=10" in result.stdout
 
