@@ -46,6 +46,8 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default="Data/lr_sweep", help="writes <output>.json and <output>.png")
     parser.add_argument("--plot_only", action="store_true", help="redraw <output>.png from <output>.json, no training")
+    parser.add_argument("--no_range_test", action="store_true", help="train the grid only (no range test, no "
+                        "suggestions added or marked): e.g. to see how the best max LR moves with --epochs")
     args = parser.parse_args(argv)
     if args.subset < args.batch_size:
         parser.error(f"--subset {args.subset} is smaller than one batch of {args.batch_size}")
@@ -90,6 +92,20 @@ def one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classe
     return tested.acc, trained.loss
 
 
+def range_test_suggestions(args, train_loader, precision):
+    """The range test on the subset, with the recipe's optimizer, loss and range; returns its suggestions."""
+    seed_everything(args.seed)
+    model = precision.prepare(CustomResNet(num_classes=10))
+    optimizer = build_optimizer(S10, model.parameters(), lr=S10.lr_start)
+    result = find_lr(model, optimizer, build_criterion(S10), train_loader, device=precision.device,
+                     start_lr=S10.lr_start, end_lr=S10.lr_end, num_iter=args.lr_iter, precision=precision, progress=False)
+    if not result.suggestions:
+        raise SystemExit(f"the range test gave no suggestion: {result.reason}")
+    print("range test: " + ", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items())
+          + f" ({result.seconds:.0f}s)", flush=True)
+    return result.suggestions
+
+
 def plot_sweep(results, suggestions, chosen, save_path=None, title=""):
     """Final test accuracy against max LR (log scale) with the range test's suggestions marked."""
     from visualize import SUGGESTION_MARKERS, _finish
@@ -118,10 +134,13 @@ def plot_sweep(results, suggestions, chosen, save_path=None, title=""):
 def sweep_title(summary):
     """The figure's title: the run's size, the best run and the run nearest the rule's LR."""
     settings, best, at_rule = summary["settings"], summary["best"], summary["at_rule"]
+    title = (f"S10 recipe, {settings['subset']} training images, {settings['epochs']} epochs per run: best "
+             f"{best['test_acc']:.1f}% at {best['max_lr']:.3g}")
+    if not at_rule:
+        return title
     chosen = summary["suggestions"][summary["rule"]]
-    return (f"S10 recipe, {settings['subset']} training images, {settings['epochs']} epochs per run: best "
-            f"{best['test_acc']:.1f}% at {best['max_lr']:.3g};\nthe rule's {chosen:.3g} ({summary['rule']}), nearest run "
-            f"{at_rule['max_lr']:.3g}: {at_rule['test_acc']:.1f}%")
+    return (f"{title};\nthe rule's {chosen:.3g} ({summary['rule']}), nearest run {at_rule['max_lr']:.3g}: "
+            f"{at_rule['test_acc']:.1f}%")
 
 
 def main(argv=None):
@@ -137,18 +156,10 @@ def main(argv=None):
     train_loader, test_loader = loaders(args, device)
     print(f"{describe_machine(device)}; {precision.name}; {len(train_loader.dataset)} training images, "
           f"{len(test_loader.dataset)} test images, {args.epochs} epochs per run, batch {args.batch_size}", flush=True)
-    seed_everything(args.seed)
-    model = precision.prepare(CustomResNet(num_classes=10))
-    optimizer = build_optimizer(S10, model.parameters(), lr=S10.lr_start)
-    result = find_lr(model, optimizer, build_criterion(S10), train_loader, device=device, start_lr=S10.lr_start,
-                     end_lr=S10.lr_end, num_iter=args.lr_iter, precision=precision, progress=False)
-    if not result.suggestions:
-        raise SystemExit(f"the range test gave no suggestion: {result.reason}")
-    print("range test: " + ", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items())
-          + f" ({result.seconds:.0f}s)", flush=True)
+    suggestions = {} if args.no_range_test else range_test_suggestions(args, train_loader, precision)
     grid = sorted(set(args.grid))
-    for name in ("min_loss", "valley"):
-        lr = result.suggestions[name]
+    for name in suggestions and ("min_loss", "valley"):
+        lr = suggestions[name]
         if min(abs(np.log(lr / g)) for g in grid) > np.log(1.15):  # not already within 15% of a grid point
             grid = sorted(grid + [lr])
     results = []
@@ -160,16 +171,15 @@ def main(argv=None):
         print(f"max LR {max_lr:7.4f}: test accuracy {acc:6.2f}%  (final train loss {train_loss:.3f}, "
               f"{results[-1]['seconds']:.0f}s)", flush=True)
     best = max(results, key=lambda r: r["test_acc"])
-    chosen = result.suggestions["min_loss"]
-    at_rule = min(results, key=lambda r: abs(np.log(r["max_lr"] / chosen)))
+    at_rule = min(results, key=lambda r: abs(np.log(r["max_lr"] / suggestions["min_loss"]))) if suggestions else None
     summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")},
                "machine": describe_machine(device), "precision": precision.name,
-               "suggestions": result.suggestions, "rule": "min_loss", "results": results,
+               "suggestions": suggestions, "rule": "min_loss", "results": results,
                "best": best, "at_rule": at_rule}
     with open(f"{args.output}.json", "w") as file:
         json.dump(summary, file, indent=2)
     title = sweep_title(summary)
-    plot_sweep(results, result.suggestions, "min_loss", save_path=f"{args.output}.png", title=title)
+    plot_sweep(results, suggestions, "min_loss", save_path=f"{args.output}.png", title=title)
     print(title)
     print(f"wrote {args.output}.json and {args.output}.png")
     return summary
