@@ -109,9 +109,6 @@ class ValBatchIter(ValDataLoaderIter):
         super().__init__(loader)
         self.channels_last = channels_last
 
-    def __len__(self):
-        return len(self.data_loader)
-
     inputs_labels_from_batch = BatchIter.inputs_labels_from_batch
 
 

@@ -26,12 +26,6 @@ def _grid(count, columns):
     return figure, [figure.add_subplot(rows, columns, i + 1) for i in range(count)]
 
 
-def denormalize(image, mean, std):
-    """A normalised CHW tensor back to an HWC float array in [0, 1] for display."""
-    image = image.detach().float().cpu() * torch.tensor(std)[:, None, None] + torch.tensor(mean)[:, None, None]
-    return image.clamp(0, 1).permute(1, 2, 0).numpy()
-
-
 def plot_samples(images, labels, class_names, count=20, columns=10, save_path=None):
     """A grid of uint8 HWC images with their class names."""
     count = min(count, len(images))
