@@ -1,10 +1,15 @@
 """Writes ImageNet_LR_Finder.ipynb's cells (sources only; outputs come from executing it)."""
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_common import badge, setup_cell_source
 
 md, code = new_markdown_cell, new_code_cell
+IMAGENET_CPU_NOTE = ("No GPU in this runtime: ResNet-50 trains at a few images per second on a CPU, so the "
+                     "lesson's run takes hours here. Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")
 cells = [
-md("""# ResNet-50 on an ImageNet-style folder: the LR range test, then one-cycle training
+md(badge("ImageNet_LR_Finder.ipynb") + """
+
+# ResNet-50 on an ImageNet-style folder: the LR range test, then one-cycle training
 
 The S10 lesson found the maximum learning rate for a small net on CIFAR-10. Here the same method meets
 the classic large model: **ResNet-50 v1.5** (torchvision's; the stride-2 sits in the 3x3 convolution of
@@ -20,6 +25,7 @@ The same steps run headless from the command line (also on several GPUs under `t
 python main.py --data_dir $IMAGENET_DIR --find_lr --lr_iter 100 --batch_size 32 --image_size 128 --output_dir runs/imagenet_lr
 python main.py --data_dir $IMAGENET_DIR --epochs 10 --batch_size 32 --image_size 128 --max_lr runs/imagenet_lr/suggested_lr.json --output_dir runs/imagenet
 ```"""),
+code(setup_cell_source(IMAGENET_CPU_NOTE)),
 md("""## Settings
 The recipe (`recipes.IMAGENET`, the one `main.py` uses for image folders) holds the training settings;
 this cell reads what a run may change from the environment: `IMAGENET_DIR`, `IMAGE_SIZE`,

@@ -1,0 +1,104 @@
+"""The notebooks' "Open in Colab" badge and Colab setup cell, and tools/set_repo_url.py."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+import notebook_common  # noqa: E402
+
+NOTEBOOKS = ("S10.ipynb", "ImageNet_LR_Finder.ipynb")
+
+
+def setup_cell(name):
+    cells = nbformat.read(ROOT / name, as_version=4).cells
+    return next(cell for cell in cells if cell.cell_type == "code")
+
+
+def run_cell(source, cwd, colab):
+    env = {key: value for key, value in os.environ.items() if key not in ("COLAB_RELEASE_TAG", "PYTHONPATH")}
+    if colab:
+        env["COLAB_RELEASE_TAG"] = "test"
+    return subprocess.run([sys.executable, "-c", source + "\nprint('cwd', os.getcwd())"], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_badge_and_setup_cell_come_first(name):
+    cells = nbformat.read(ROOT / name, as_version=4).cells
+    assert cells[0].cell_type == "markdown"
+    assert cells[0].source.startswith(notebook_common.badge(name)), "the title cell starts with the Colab badge"
+    cell = setup_cell(name)
+    assert notebook_common.is_setup_cell(cell.source), "the first code cell is the Colab setup cell"
+    assert f'REPO_URL = "{notebook_common.REPO_URL}"' in cell.source
+    assert cell.outputs == [], "outside Colab the setup cell prints nothing"
+
+
+def test_setup_cell_does_nothing_outside_colab(tmp_path):
+    done = run_cell(setup_cell("S10.ipynb").source, tmp_path, colab=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"cwd {tmp_path}\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(subprocess.run(["git", "-C", str(ROOT), "rev-parse"], capture_output=True).returncode != 0,
+                    reason="the repository is not a git checkout here")
+def test_setup_cell_in_colab_fetches_the_repository_and_changes_into_it(tmp_path):
+    source = setup_cell("S10.ipynb").source.replace(notebook_common.REPO_URL, str(ROOT))
+    done = run_cell(source, tmp_path, colab=True)
+    assert done.returncode == 0, done.stderr
+    clone = tmp_path / ROOT.name
+    assert (clone / "recipes.py").exists() and (clone / "requirements.txt").exists()
+    assert done.stdout.splitlines()[-1] == f"cwd {clone}"
+    assert "installing" not in done.stdout, "this environment already has every requirement"
+    import torch
+    expected = "GPU: " if torch.cuda.is_available() else "No GPU in this runtime"
+    assert expected in done.stdout
+    # run again (Colab "Run all" twice): the clone is reused, not fetched again
+    again = run_cell(source, tmp_path, colab=True)
+    assert again.returncode == 0 and again.stdout.splitlines()[-1] == f"cwd {clone}"
+
+
+def test_setup_cell_names_the_constant_when_the_address_is_wrong(tmp_path):
+    source = setup_cell("S10.ipynb").source.replace(notebook_common.REPO_URL, str(tmp_path / "no-such-repo"))
+    done = run_cell(source, tmp_path, colab=True)
+    assert done.returncode != 0
+    assert "could not fetch" in done.stderr and "Set REPO_URL at the top of this cell" in done.stderr
+
+
+def test_missing_requirements_skips_torch_and_what_is_installed(tmp_path):
+    namespace = {}
+    exec(setup_cell("S10.ipynb").source, namespace)  # outside Colab: only defines the helpers
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("torch>=999  # never reinstalled\ntorchvision>=999\nnumpy>=1.0\n\n"
+                            "albumentations>=99\nno-such-package-for-this-test>=1\njupyter>=999\n")
+    assert namespace["missing_requirements"](requirements) == ["albumentations>=99", "no-such-package-for-this-test>=1"]
+    assert namespace["missing_requirements"](ROOT / "requirements.txt") == []
+
+
+def test_set_repo_url_rewrites_badges_and_setup_cells_only(tmp_path):
+    for name in (*NOTEBOOKS, "README.md"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    (tmp_path / "tools").mkdir()
+    shutil.copy(ROOT / "tools" / "notebook_common.py", tmp_path / "tools" / "notebook_common.py")
+    before = {name: nbformat.read(tmp_path / name, as_version=4) for name in NOTEBOOKS}
+    done = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import set_repo_url; "
+                           "set_repo_url.main('https://github.com/learner/one-cycle-fork', sys.argv[2])",
+                           str(ROOT / "tools"), str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert 'REPO_URL = "https://github.com/learner/one-cycle-fork"' in (tmp_path / "tools" / "notebook_common.py").read_text()
+    for name in NOTEBOOKS:
+        after = nbformat.read(tmp_path / name, as_version=4)
+        assert f"colab.research.google.com/github/learner/one-cycle-fork/blob/main/{name}" in after.cells[0].source
+        changed = [i for i, (a, b) in enumerate(zip(before[name].cells, after.cells)) if a != b]
+        setup = next(i for i, cell in enumerate(after.cells) if cell.cell_type == "code")
+        assert changed == [0, setup]
+        assert 'REPO_URL = "https://github.com/learner/one-cycle-fork"' in after.cells[setup].source
+    bad = subprocess.run([sys.executable, str(ROOT / "tools" / "set_repo_url.py"), "git@github.com:x/y"],
+                         capture_output=True, text=True)
+    assert bad.returncode != 0 and "is not a GitHub repository address" in bad.stderr
