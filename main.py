@@ -192,6 +192,9 @@ def build_parser():
     train.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast on GPUs from compute "
                        "capability 8.0 and on CPUs with bf16 units, fp16 with a GradScaler on older GPUs (fp32 "
                        "where neither pays off)")
+    train.add_argument("--compile", action="store_true", help="train the torch.compile'd model (the first steps "
+                       "compile it: a minute or more; off by default until a measurement shows it pays, see "
+                       "benchmarks/throughput.py --compile); checkpoints hold the plain model's weights")
     train.add_argument("--pretrained", "--use_pretrained", action="store_true", help="start ResNet-50 from "
                        "torchvision's ImageNet weights (downloaded once)")
     run = parser.add_argument_group("run")
@@ -446,6 +449,8 @@ def run(args, command):
     log(f"max LR {args.max_lr:g}, {args.epochs} epochs, scheduler {args.scheduler}")
     optimizer = build_optimizer(recipe, model.parameters(), lr=args.max_lr)
     scheduler = build_scheduler(args, recipe, optimizer, len(train_loader))
+    if args.compile:
+        model = torch.compile(model)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     history = fit(model, device, train_loader, val_loader, optimizer, criterion, args.epochs, scheduler,

@@ -116,6 +116,18 @@ class Precision:
         return x, y.to(self.device, non_blocking=True)
 
 
+def unwrap(model):
+    """The plain module inside ``DistributedDataParallel`` and ``torch.compile`` wrappers, in any order:
+    its ``state_dict`` has no ``module.`` or ``_orig_mod.`` prefixes, so checkpoints load anywhere."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
+            model = model._orig_mod
+        else:
+            return model
+
+
 def prepare_model(model, device, channels_last=True):
     """Move the model to the device, in channels_last memory format when asked."""
     return Precision(torch.device(device), "fp32", channels_last).prepare(model)
@@ -334,6 +346,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     the resumed run is the straight run, bit for bit. Ctrl-C (or SIGTERM, turned into it by ``main.py``)
     stops after saying which checkpoint holds the last finished epoch.
 
+    A ``torch.compile``d model trains as it is; checkpoints hold the plain module's weights (``unwrap``).
     Distributed runs: pass the DistributedDataParallel model (checkpoints hold the inner model's
     weights, and evaluation runs on it) and a loader whose sampler shards by rank; give
     ``checkpoint_dir`` and ``log`` only on rank 0. ``test_name`` names the evaluation split in the log
@@ -343,7 +356,8 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     scaler = precision.grad_scaler()
     if scheduler_per_batch is None:
         scheduler_per_batch = isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR)
-    raw_model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+    raw_model = unwrap(model)  # what checkpoints hold
+    eval_model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
     history, start_epoch, best_acc = new_history(), 1, -1.0
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
@@ -380,7 +394,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                             grad_clip=grad_clip, epoch=epoch, progress=progress)
             if scheduler is not None and not scheduler_per_batch:
                 scheduler.step()
-            tested = test(raw_model, device, test_loader, criterion, precision=precision, topk=topk)
+            tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk)
             history["epoch_time"].append(time.perf_counter() - start)
             history["lr"] += trained.steps["lr"]
             history["momentum"] += trained.steps["momentum"]

@@ -4,7 +4,8 @@
 
 (a) plain: fp32, NCHW, Albumentations DataLoader (the reference notebook's path);
 (b) default: autocast where it pays (resolve_precision) + channels_last, Albumentations DataLoader;
-(c) default with the device-resident BatchedCifarLoader.
+(c) default with the device-resident BatchedCifarLoader;
+(d) with --compile: (c) on the torch.compile'd model (compile time reported, not counted in the rate).
 For each: images/s of whole training steps with data, and of the model step alone on a fixed batch;
 then the data pipelines alone, the model's FLOPs per training image and the fraction of a matmul peak
 measured in the same run, and the projected time of the 24-epoch S10 training at the fastest path.
@@ -33,15 +34,15 @@ def synchronize(device):
         torch.cuda.synchronize()
 
 
-def step_rate(model, optimizer, batches, precision, steps):
-    """Images/s over ``steps`` training steps drawn from ``batches`` (after one warm-up step)."""
+def step_rate(model, optimizer, batches, precision, steps, warmup=1):
+    """Images/s over ``steps`` training steps drawn from ``batches`` (after ``warmup`` warm-up steps)."""
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
     scaler = precision.grad_scaler()
     device = precision.device
     iterator = iter(batches)
     seen, start = 0, None
-    for step in range(steps + 1):
-        if step == 1:
+    for step in range(steps + warmup):
+        if step == warmup:
             synchronize(device)
             start = time.perf_counter()
         x, y = precision.batch(*next(iterator))
@@ -51,7 +52,7 @@ def step_rate(model, optimizer, batches, precision, steps):
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
-        seen += len(y) if step else 0
+        seen += len(y) if step >= warmup else 0
     synchronize(device)
     return seen / (time.perf_counter() - start)
 
@@ -88,10 +89,12 @@ def main():
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=None, help="measured steps per row (default 2 on CPU, 20 on CUDA)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="add row (d): path (c) with torch.compile")
     args = parser.parse_args()
     device = torch.device(args.device)
     steps = args.steps or (20 if device.type == "cuda" else 2)
-    n = args.batch_size * (steps + 2)
+    warmup = 3 if args.compile else 1  # compiled rows: compile and any recompile happen in the warm-up
+    n = args.batch_size * (steps + warmup + 1)
     images = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = np.random.default_rng(1).integers(0, 10, n)
     album = make_loader(AlbumentationsDataset(ImageArrays(images, labels), cifar_train_transforms(MEAN, STD, 8)),
@@ -101,6 +104,8 @@ def main():
     paths = [("(a) plain fp32, NCHW, Albumentations", "fp32", False, album),
              ("(b) default, Albumentations", fast, True, album),
              (f"(c) default, batched loader", fast, True, batched)]
+    if args.compile:
+        paths.append(("(d) default, batched loader, torch.compile", fast, True, batched))
     fixed = next(iter(batched))
     print(f"device {device} ({torch.get_num_threads()} threads), torch {torch.__version__}, batch "
           f"{args.batch_size}, {steps} measured steps per row, default precision: {fast}")
@@ -110,8 +115,13 @@ def main():
         precision = Precision.resolve(device, precision, channels_last)
         model = precision.prepare(CustomResNet())
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
-        model_only = step_rate(model, optimizer, [fixed] * (steps + 1), precision, steps)
-        with_data = step_rate(model, optimizer, loader, precision, steps)
+        if "compile" in name:
+            model = torch.compile(model)
+            start = time.perf_counter()
+            step_rate(model, optimizer, [fixed] * 2, precision, 1)
+            print(f"torch.compile: first steps (compiling) took {time.perf_counter() - start:.0f} s")
+        model_only = step_rate(model, optimizer, [fixed] * (steps + warmup), precision, steps, warmup)
+        with_data = step_rate(model, optimizer, loader, precision, steps, warmup)
         rows.append((name, with_data, model_only))
     print(f"\n| path | train with data (img/s) | model step alone (img/s) | with data vs (a) | model vs (a) |")
     print("| --- | ---: | ---: | ---: | ---: |")

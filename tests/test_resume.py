@@ -82,3 +82,33 @@ def test_main_resumed_from_epoch_1_equals_the_straight_run(tiny_cifar, tmp_path,
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     assert a["history"]["momentum"] == b["history"]["momentum"] and np.ptp(a["history"]["momentum"]) > 0
+
+
+def compiled_run(checkpoint_dir, init_seed, resume=None, compiled=True):
+    """The batched-loader run of ``one_run``, on a torch.compile'd model (the "eager" backend: the compile
+    wrapper without code generation, so no C++ compiler is needed)."""
+    seed_everything(init_seed)
+    train_loader, test_loader = make_loaders("batched", 0)
+    plain = prepare_model(tiny_cnn(), "cpu")
+    model = torch.compile(plain, backend="eager") if compiled else plain
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=3, steps_per_epoch=len(train_loader))
+    fit(model, "cpu", train_loader, test_loader, optimizer, torch.nn.CrossEntropyLoss(), 3, scheduler,
+        precision="fp32", checkpoint_dir=checkpoint_dir, save_every=1, resume=resume, seed=7, **QUIET)
+    return plain
+
+
+def test_compiled_model_checkpoints_plain_weights_and_resumes_exactly(tmp_path):
+    straight = compiled_run(tmp_path / "compiled", 0)
+    state = load_checkpoint(tmp_path / "compiled" / "epoch_1.pt")["model"]
+    assert not any(key.startswith("_orig_mod.") for key in state), "checkpoints hold the plain module's keys"
+    plain = prepare_model(tiny_cnn(), "cpu")
+    plain.load_state_dict(state)  # a compiled run's checkpoint loads into a plain model
+    # resume the compiled run into a plain model, and a plain run's checkpoint into a compiled model
+    resumed_plain = compiled_run(tmp_path / "plain", 123, resume=tmp_path / "compiled" / "epoch_1.pt", compiled=False)
+    plain_straight = compiled_run(tmp_path / "plain_straight", 0, compiled=False)
+    resumed_compiled = compiled_run(tmp_path / "again", 123, resume=tmp_path / "plain_straight" / "epoch_1.pt")
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed_plain.state_dict()[name]), name
+        assert torch.equal(tensor, plain_straight.state_dict()[name]), name
+        assert torch.equal(tensor, resumed_compiled.state_dict()[name]), name
