@@ -22,6 +22,7 @@ import json
 import math
 import os
 import random
+import textwrap
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -332,13 +333,18 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
         lines += [f"  lowest smoothed loss {min(result.losses):.4f}, first {result.losses[0]:.4f}"]
     else:
         lines += [f"  no suggestion: {result.reason}"]
-    lines += ["", "Analysis"] + ([f"  WARNING: {w}" for w in result.warnings] or ["  the curve looks healthy"])
+    def paragraph(text):  # wrapped at 100 columns between words, indented
+        return textwrap.wrap(text, 100, initial_indent="  ", subsequent_indent="    ", break_long_words=False)
+
+    lines += ["", "Analysis"]
+    lines += [line for w in result.warnings for line in paragraph(f"WARNING: {w}")] or ["  the curve looks healthy"]
     lines += ["", "Next steps"]
     if suggested:
-        lines += [f"  one-cycle: --max_lr {suggested:.3g} (the LR at the lowest loss, 'suggested_lr' in the JSON): "
-                  "one-cycle visits its peak only briefly,", "  so it can use the largest LR at which the loss still "
-                  f"fell. The valley suggestion {result.suggestions['valley']:.3g} is the cautious choice;",
-                  f"  constant-LR training: start near the valley, {result.suggestions['valley']:.3g}."]
+        valley = result.suggestions["valley"]
+        lines += paragraph(f"one-cycle: --max_lr {suggested:.3g} (the LR at the lowest loss, 'suggested_lr' in the "
+                           "JSON): one-cycle visits its peak only briefly, so it can use the largest LR at which "
+                           f"the loss still fell. The valley suggestion {valley:.3g} is the cautious choice.")
+        lines += paragraph(f"constant-LR training: start near the valley, {valley:.3g}.")
     else:
         lines += ["  fix the cause above and run the range test again before training"]
     lines += ["", "Curve (lr, smoothed loss)"] + [f"  {lr:.4e} {loss:.5f}" for lr, loss in

@@ -461,7 +461,7 @@ def run(args, command):
         (output_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
         written = "last.pt, best.pt, history.json"
         if not args.no_plots:
-            visualize.plot_history(history, save_path=output_dir / "curves.png")
+            visualize.plot_history(history, save_path=output_dir / "curves.png", split="test" if cifar else "validation")
             written += ", curves.png"
         log(f"best accuracy {max(history['test_acc']):.2f}%, last {history['test_acc'][-1]:.2f}%; wrote {written} "
             f"in {output_dir}")

@@ -118,6 +118,40 @@ def model_summary(model, input_size=(3, 32, 32), device=None):
     summary(model, input_size=input_size, device=device.type)
 
 
+def block_summary(model, input_size=(3, 224, 224), device="cpu"):
+    """The model at block level, as a printable table: one row per top-level child of ``model`` (for
+    ResNet-50: the stem layers, ``layer1``..``layer4`` with their bottleneck counts, the pooling and the
+    head) with its output shape for one input of ``input_size`` and its parameter count.
+    ``model_summary`` gives torchsummary's full per-layer table."""
+    model = model.to(torch.device(device))
+    shapes = {}
+    hooks = [child.register_forward_hook(lambda module, inputs, output, name=name: shapes.__setitem__(name, output.shape))
+             for name, child in model.named_children()]
+    training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, *input_size, device=device))
+    finally:
+        model.train(training)
+        for hook in hooks:
+            hook.remove()
+
+    def holds(child):
+        if not isinstance(child, torch.nn.Sequential) or not len(child):
+            return type(child).__name__
+        kinds = list(dict.fromkeys(type(part).__name__ for part in child))
+        return f"{len(child)} x {kinds[0]}" if len(kinds) == 1 else ", ".join(kinds)
+
+    rows = [("block", "holds", "output shape", "parameters")]
+    for name, child in model.named_children():
+        shape = "x".join(str(size) for size in shapes[name][1:]) if name in shapes else "-"
+        rows.append((name, holds(child), shape, f"{sum(p.numel() for p in child.parameters()):,}"))
+    rows.append(("total", "", "", f"{sum(p.numel() for p in model.parameters()):,}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d:>{widths[3]}}" for a, b, c, d in rows)
+
+
 def count_parameters(model):
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -73,8 +73,10 @@ def plot_augmentations(images, augmentations, save_path=None, seed=0):
     return _finish(figure, save_path)
 
 
-def plot_history(history, save_path=None):
-    """Loss and accuracy per epoch, train and test, one titled panel each, integer epoch ticks."""
+def plot_history(history, save_path=None, split="test"):
+    """Loss and accuracy per epoch, train and ``split`` (the evaluation split's name: "test" for CIFAR,
+    "validation" for an ImageNet val folder), one titled panel each, integer epoch ticks; with top-5 in
+    the history, the accuracy panel shows it too."""
     from matplotlib.ticker import MaxNLocator
 
     figure = Figure(figsize=(12, 4))
@@ -82,14 +84,16 @@ def plot_history(history, save_path=None):
     epochs = range(1, len(history["train_loss"]) + 1)
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy (%)")):
         ax.plot(epochs, history[f"train_{key}"], "o-", label="train")
-        ax.plot(epochs, history[f"test_{key}"], "o-", label="test")
+        ax.plot(epochs, history[f"test_{key}"], "o-", label=split)
+        if key == "acc" and any(value is not None for value in history.get("test_top5", [])):
+            ax.plot(epochs, history["test_top5"], "o--", label=f"{split} top-5")
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     loss_ax.set_title("loss per epoch (train: mean over the epoch)")
-    acc_ax.set_title(f"accuracy per epoch (final test accuracy {history['test_acc'][-1]:.2f}%)")
+    acc_ax.set_title(f"accuracy per epoch (final {split} accuracy {history['test_acc'][-1]:.2f}%)")
     return _finish(figure, save_path)
 
 
