@@ -1,20 +1,29 @@
-"""Check the range test's rule: short one-cycle runs at several max LRs, final test accuracy against max LR.
+"""Check the range test's rule: short one-cycle runs at several max LRs, final accuracy against max LR.
 
-The S10 lesson claims that the LR range test picks the one-cycle max LR. This script puts that to the
-test on a fixed, class-balanced subset of the CIFAR-10 training set, with the S10 recipe:
+The lessons claim that the LR range test picks the one-cycle max LR. This script puts that to the test
+with a lesson's recipe and model, on a fixed, class-balanced subset of the training images:
 
-1. the range test (the recipe's range, iterations and batch size) on the subset, giving the suggestions;
-2. one short one-cycle run (``--epochs``, default 4) at each max LR of a log-spaced grid (default
-   0.05 .. 1.6) plus the range test's ``min_loss`` and ``valley`` suggestions;
-3. the final test accuracy of each run on the full test set, printed as a table, written to
-   ``<output>.json`` and drawn in ``<output>.png`` with the suggestions marked.
+* CIFAR-10 (the default): the S10 recipe and CustomResNet, 10,000 training images, all 10,000 test images;
+* an ImageNet-style folder (``--dataset imagefolder``): the ImageNet recipe and ResNet-50 v1.5 at
+  ``--image_size``, the accuracy measured on the folder's ``val`` split.
+
+1. the range test (the recipe's range, ``--lr_iter`` iterations, the batch size) on the subset, giving
+   the suggestions; with several ``--lr_iter`` values, one range test each, drawn together in
+   ``<output>_range_tests.png`` (the first gives the suggestions);
+2. one short one-cycle run (``--epochs``, default 4) at each max LR of ``--grid`` plus the first range
+   test's ``min_loss`` and ``valley`` suggestions;
+3. the final top-1 accuracy of each run, printed as a table, written to ``<output>.json`` and drawn in
+   ``<output>.png`` with the suggestions marked.
 
     python lr_sweep.py --data_dir <cifar10 folder> --output Data/lr_sweep
+    python lr_sweep.py --dataset imagefolder --data_dir <imagenette> --image_size 128 --epochs 3 \\
+        --grid 0.003 0.01 0.03 0.1 0.3 --lr_iter 100 300 --output Data/imagenet_lr_sweep
 
 Every run uses the same seed, so the runs differ only in max LR.
 """
 import argparse
 import json
+import os
 import time
 from dataclasses import replace
 
@@ -22,25 +31,29 @@ import numpy as np
 import torch
 
 import dataset
-from custom_resnet import CustomResNet
 from lr_finder import find_lr
-from recipes import S10, build_criterion, build_one_cycle, build_optimizer
+from recipes import IMAGENET, S10, build_criterion, build_one_cycle, build_optimizer
 from training_utils import Precision, start_epoch_randomness, test, train
 from utils import describe_machine, get_device, seed_everything
 
 DEFAULT_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
+IMAGEFOLDER_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", default=None, help="CIFAR-10 folder (default: $CIFAR10_DIR, else ./data)")
-    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "synthetic"])
-    parser.add_argument("--subset", type=int, default=10_000, help="training images (class-balanced, fixed)")
-    parser.add_argument("--test_subset", type=int, default=None, help="test images (default: all)")
+    parser.add_argument("--data_dir", default=None, help="the data folder (default: $CIFAR10_DIR or $IMAGENET_DIR, "
+                        "else ./data)")
+    parser.add_argument("--dataset", default="cifar10", choices=["cifar10", "synthetic", "imagefolder"])
+    parser.add_argument("--subset", type=int, default=None, help="training images (class-balanced, fixed; default "
+                        "10,000 for CIFAR, all for a folder, whose val split then keeps as many per class)")
+    parser.add_argument("--test_subset", type=int, default=None, help="CIFAR test images (default: all)")
+    parser.add_argument("--image_size", type=int, default=128, help="image folder: training and validation size")
     parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch_size", type=int, default=S10.batch_size)
-    parser.add_argument("--lr_iter", type=int, default=S10.lr_iter)
-    parser.add_argument("--grid", type=float, nargs="+", default=list(DEFAULT_GRID), help="max LRs to train")
+    parser.add_argument("--batch_size", type=int, default=None, help="default: 512 (S10), 32 (image folder)")
+    parser.add_argument("--lr_iter", type=int, nargs="+", default=None, help="range-test iterations (default the "
+                        "recipe's, 100); several values: one range test each, the first gives the suggestions")
+    parser.add_argument("--grid", type=float, nargs="+", default=None, help="max LRs to train")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--device", default="auto")
@@ -49,15 +62,34 @@ def parse_args(argv=None):
     parser.add_argument("--no_range_test", action="store_true", help="train the grid only (no range test, no "
                         "suggestions added or marked): e.g. to see how the best max LR moves with --epochs")
     args = parser.parse_args(argv)
-    if args.subset < args.batch_size:
+    folder = args.dataset == "imagefolder"
+    args.recipe = IMAGENET if folder else S10
+    args.model = "resnet50" if folder else "custom_resnet"
+    args.batch_size = args.batch_size or (32 if folder else S10.batch_size)
+    args.lr_iter = args.lr_iter or [args.recipe.lr_iter]
+    args.grid = args.grid or list(IMAGEFOLDER_GRID if folder else DEFAULT_GRID)
+    if args.subset is None:
+        args.subset = 0 if folder else 10_000
+    if args.data_dir is None:
+        args.data_dir = os.environ.get("IMAGENET_DIR" if folder else "CIFAR10_DIR")
+    if folder and not args.data_dir and not args.plot_only:
+        parser.error("--dataset imagefolder needs --data_dir (or $IMAGENET_DIR): a folder with train/ and val/")
+    if not folder and args.subset < args.batch_size:
         parser.error(f"--subset {args.subset} is smaller than one batch of {args.batch_size}")
     if any(lr <= 0 for lr in args.grid):
         parser.error("--grid: every max LR must be positive")
+    if any(n < 2 for n in args.lr_iter):
+        parser.error("--lr_iter: a range test needs at least 2 iterations")
     return args
 
 
 def loaders(args, device):
-    """The fixed training subset and the test set as loaders, with the mean/std of the subset."""
+    """The fixed training subset and the evaluation split as loaders; returns them and the class count."""
+    if args.dataset == "imagefolder":
+        train_set, val_set, classes = dataset.image_folder_datasets(
+            args.data_dir, args.image_size, args.subset or None, seed=args.seed, color_jitter=args.recipe.color_jitter)
+        return (dataset.make_loader(train_set, args.batch_size, True, device, args.workers, seed=args.seed),
+                dataset.make_loader(val_set, args.batch_size, False, device, args.workers), len(classes))
     train_images, train_labels = dataset.load_cifar(args.dataset, args.data_dir, train=True)
     test_images, test_labels = dataset.load_cifar(args.dataset, args.data_dir, train=False)
     keep = dataset.balanced_indices(train_labels, args.subset, seed=args.seed)
@@ -72,14 +104,20 @@ def loaders(args, device):
     test_set = dataset.AlbumentationsDataset(dataset.ImageArrays(test_images, test_labels),
                                              dataset.cifar_test_transforms(mean, std))
     return (dataset.make_loader(train_set, args.batch_size, True, device, args.workers, seed=args.seed),
-            dataset.make_loader(test_set, 1000, False, device, args.workers))
+            dataset.make_loader(test_set, 1000, False, device, args.workers), 10)
+
+
+def new_model(args, num_classes, precision):
+    from custom_resnet import build_model
+    seed_everything(args.seed)
+    return precision.prepare(build_model(args.model, num_classes))
 
 
 def one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classes=10):
-    """Train a fresh net for ``args.epochs`` epochs at ``max_lr``; returns the final test accuracy (%)."""
-    recipe = replace(S10, epochs=args.epochs)
-    seed_everything(args.seed)
-    model = precision.prepare(CustomResNet(num_classes=num_classes))
+    """Train a fresh net for ``args.epochs`` epochs at ``max_lr``; returns the final top-1 accuracy (%),
+    the top-5 accuracy (None for CIFAR) and the last epoch's training loss."""
+    recipe = replace(args.recipe, epochs=args.epochs)
+    model = new_model(args, num_classes, precision)
     optimizer = build_optimizer(recipe, model.parameters(), lr=max_lr)
     scheduler = build_one_cycle(recipe, optimizer, max_lr, args.epochs, len(train_loader))
     criterion = build_criterion(recipe)
@@ -88,34 +126,71 @@ def one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classe
         start_epoch_randomness(train_loader, args.seed, epoch)
         trained = train(model, precision.device, train_loader, optimizer, criterion, scheduler,
                         precision=precision, scaler=scaler, epoch=epoch)
-    tested = test(model, precision.device, test_loader, criterion, precision=precision)
-    return tested.acc, trained.loss
+    tested = test(model, precision.device, test_loader, criterion, precision=precision,
+                  topk=5 if args.dataset == "imagefolder" else 1)
+    return tested.acc, tested.top5, trained.loss
 
 
-def range_test_suggestions(args, train_loader, precision):
-    """The range test on the subset, with the recipe's optimizer, loss and range; returns its suggestions."""
-    seed_everything(args.seed)
-    model = precision.prepare(CustomResNet(num_classes=10))
-    optimizer = build_optimizer(S10, model.parameters(), lr=S10.lr_start)
-    result = find_lr(model, optimizer, build_criterion(S10), train_loader, device=precision.device,
-                     start_lr=S10.lr_start, end_lr=S10.lr_end, num_iter=args.lr_iter, precision=precision, progress=False)
-    if not result.suggestions:
-        raise SystemExit(f"the range test gave no suggestion: {result.reason}")
-    print("range test: " + ", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items())
-          + f" ({result.seconds:.0f}s)", flush=True)
-    return result.suggestions
+def range_tests(args, train_loader, precision, num_classes=10):
+    """One range test per ``args.lr_iter`` value on the subset, with the recipe's optimizer, loss and range;
+    returns their results (the first one's suggestions are the sweep's)."""
+    results = []
+    for num_iter in args.lr_iter:
+        model = new_model(args, num_classes, precision)
+        optimizer = build_optimizer(args.recipe, model.parameters(), lr=args.recipe.lr_start)
+        result = find_lr(model, optimizer, build_criterion(args.recipe), train_loader, device=precision.device,
+                         start_lr=args.recipe.lr_start, end_lr=args.recipe.lr_end, num_iter=num_iter,
+                         precision=precision, progress=False)
+        print(f"range test, {num_iter} iterations: " + (", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items())
+              or f"no suggestion ({result.reason})") + f" ({result.seconds:.0f}s)", flush=True)
+        results.append(result)
+    if not results[0].suggestions:
+        raise SystemExit(f"the range test gave no suggestion: {results[0].reason}")
+    return results
 
 
-def plot_sweep(results, suggestions, chosen, save_path=None, title=""):
-    """Final test accuracy against max LR (log scale) with the range test's suggestions marked."""
-    from visualize import SUGGESTION_MARKERS, _finish
+def plot_range_tests(results, save_path=None, title=""):
+    """The range tests' smoothed loss against the LR (log scale), one curve per test, raw loss faintly,
+    each test's min_loss marked; the y-axis clipped to the curves before their blow-up."""
     from matplotlib.figure import Figure
+
+    from visualize import _finish, raw_losses
+
+    figure = Figure(figsize=(8, 5))
+    ax = figure.add_subplot()
+    top = []
+    for result, colour in zip(results, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
+        lrs, losses = np.asarray(result.all_lrs), np.asarray(result.all_losses)
+        label = f"{result.settings['num_iter']} iterations"
+        ax.plot(lrs, raw_losses(losses, result.settings["smooth_f"]), color=colour, alpha=0.2, linewidth=0.8)
+        ax.plot(lrs, losses, color=colour, label=label)
+        if result.suggestions:
+            lowest = result.suggestions["min_loss"]
+            ax.axvline(lowest, color=colour, linestyle=":", label=f"{label}: min_loss {lowest:.3g}")
+            top.append(np.max(losses[: int(np.searchsorted(lrs, lowest)) + 1]))
+    if top:
+        low = min(np.nanmin(r.all_losses) for r in results)
+        ax.set_ylim(low - 0.05 * (max(top) - low + 1e-3), max(top) + 0.25 * (max(top) - low + 1e-3))
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed; raw faint)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=9)
+    return _finish(figure, save_path)
+
+
+def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="test"):
+    """Final top-1 accuracy on ``split`` against max LR (log scale) with the range test's suggestions marked."""
+    from matplotlib.figure import Figure
+
+    from visualize import SUGGESTION_MARKERS, _finish
 
     figure = Figure(figsize=(8, 5))
     ax = figure.add_subplot()
     lrs = [r["max_lr"] for r in results]
     accs = [r["test_acc"] for r in results]
-    ax.plot(lrs, accs, "o-", color="tab:blue", label="final test accuracy")
+    ax.plot(lrs, accs, "o-", color="tab:blue", label=f"final {split} accuracy")
     for lr, acc in zip(lrs, accs):
         ax.annotate(f"{acc:.1f}", (lr, acc), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
     for name, lr in suggestions.items():
@@ -124,7 +199,7 @@ def plot_sweep(results, suggestions, chosen, save_path=None, title=""):
                    + (" (the rule)" if name == chosen else ""))
     ax.set_xscale("log")
     ax.set_xlabel("one-cycle max LR")
-    ax.set_ylabel("final test accuracy (%)")
+    ax.set_ylabel(f"final {split} accuracy (%)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
@@ -134,8 +209,8 @@ def plot_sweep(results, suggestions, chosen, save_path=None, title=""):
 def sweep_title(summary):
     """The figure's title: the run's size, the best run and the run nearest the rule's LR."""
     settings, best, at_rule = summary["settings"], summary["best"], summary["at_rule"]
-    title = (f"S10 recipe, {settings['subset']} training images, {settings['epochs']} epochs per run: best "
-             f"{best['test_acc']:.1f}% at {best['max_lr']:.3g}")
+    what = summary.get("what", f"S10 recipe, {settings['subset']} training images")
+    title = f"{what}, {settings['epochs']} epochs per run: best {best['test_acc']:.1f}% at {best['max_lr']:.3g}"
     if not at_rule:
         return title
     chosen = summary["suggestions"][summary["rule"]]
@@ -148,15 +223,21 @@ def main(argv=None):
     if args.plot_only:
         with open(f"{args.output}.json") as file:
             summary = json.load(file)
-        plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png", sweep_title(summary))
+        plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png",
+                   sweep_title(summary), summary.get("split", "test"))
         print(sweep_title(summary))
         return summary
     device = get_device(args.device)
     precision = Precision.resolve(device)
-    train_loader, test_loader = loaders(args, device)
+    train_loader, test_loader, num_classes = loaders(args, device)
+    folder = args.dataset == "imagefolder"
+    split = "validation" if folder else "test"
+    what = (f"ResNet-50 (ImageNet recipe), {len(train_loader.dataset)} images at {args.image_size}px, batch "
+            f"{args.batch_size}" if folder else f"S10 recipe, {len(train_loader.dataset)} training images")
     print(f"{describe_machine(device)}; {precision.name}; {len(train_loader.dataset)} training images, "
-          f"{len(test_loader.dataset)} test images, {args.epochs} epochs per run, batch {args.batch_size}", flush=True)
-    suggestions = {} if args.no_range_test else range_test_suggestions(args, train_loader, precision)
+          f"{len(test_loader.dataset)} {split} images, {args.epochs} epochs per run, batch {args.batch_size}", flush=True)
+    tests = [] if args.no_range_test else range_tests(args, train_loader, precision, num_classes)
+    suggestions = tests[0].suggestions if tests else {}
     grid = sorted(set(args.grid))
     for name in suggestions and ("min_loss", "valley"):
         lr = suggestions[name]
@@ -165,23 +246,32 @@ def main(argv=None):
     results = []
     for max_lr in grid:
         start = time.perf_counter()
-        acc, train_loss = one_cycle_run(max_lr, args, train_loader, test_loader, precision)
-        results.append({"max_lr": max_lr, "test_acc": acc, "final_train_loss": train_loss,
+        acc, top5, train_loss = one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classes)
+        results.append({"max_lr": max_lr, "test_acc": acc, "test_top5": top5, "final_train_loss": train_loss,
                         "seconds": time.perf_counter() - start})
-        print(f"max LR {max_lr:7.4f}: test accuracy {acc:6.2f}%  (final train loss {train_loss:.3f}, "
+        top5 = f", top-5 {top5:.2f}%" if top5 is not None else ""
+        print(f"max LR {max_lr:9.3g}: {split} accuracy {acc:6.2f}%{top5}  (final train loss {train_loss:.3f}, "
               f"{results[-1]['seconds']:.0f}s)", flush=True)
     best = max(results, key=lambda r: r["test_acc"])
     at_rule = min(results, key=lambda r: abs(np.log(r["max_lr"] / suggestions["min_loss"]))) if suggestions else None
-    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("data_dir", "output")},
+    summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("data_dir", "output", "recipe")},
+               "what": what, "split": split, "recipe": args.recipe.name,
                "machine": describe_machine(device), "precision": precision.name,
                "suggestions": suggestions, "rule": "min_loss", "results": results,
-               "best": best, "at_rule": at_rule}
+               "best": best, "at_rule": at_rule,
+               "range_tests": [{"num_iter": t.settings["num_iter"], "suggestions": t.suggestions, "reason": t.reason,
+                                "seconds": t.seconds, "lrs": t.all_lrs, "losses": t.all_losses,
+                                "smooth_f": t.settings["smooth_f"]} for t in tests]}
     with open(f"{args.output}.json", "w") as file:
         json.dump(summary, file, indent=2)
     title = sweep_title(summary)
-    plot_sweep(results, suggestions, "min_loss", save_path=f"{args.output}.png", title=title)
+    plot_sweep(results, suggestions, "min_loss", save_path=f"{args.output}.png", title=title, split=split)
+    written = [f"{args.output}.json", f"{args.output}.png"]
+    if len(tests) > 1:
+        plot_range_tests(tests, f"{args.output}_range_tests.png", f"range tests: {what}")
+        written.append(f"{args.output}_range_tests.png")
     print(title)
-    print(f"wrote {args.output}.json and {args.output}.png")
+    print("wrote " + ", ".join(written))
     return summary
 
 

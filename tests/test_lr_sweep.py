@@ -17,3 +17,33 @@ def test_sweep_trains_each_max_lr_and_writes_its_numbers(tmp_path):
     assert summary["at_rule"]["max_lr"] in trained and saved["settings"]["epochs"] == 1
     again = lr_sweep.main(["--plot_only", "--output", str(output)])
     assert again["results"] == saved["results"]
+
+
+def test_sweep_on_an_image_folder_with_resnet50_and_two_range_tests(tmp_path):
+    import dataset
+    folder = tmp_path / "folder"
+    for split, seed, count in (("train", 0, 64), ("val", 1, 32)):
+        shapes = dataset.SyntheticImages(n=count, size=32, seed=seed)
+        dataset.write_image_folder(shapes.images, shapes.labels, shapes.classes, folder, split)
+    output = tmp_path / "imagenet_sweep"
+    summary = lr_sweep.main(["--dataset", "imagefolder", "--data_dir", str(folder), "--image_size", "32",
+                             "--batch_size", "16", "--lr_iter", "12", "16", "--epochs", "1", "--grid", "0.01",
+                             "--workers", "0", "--output", str(output)])
+    assert summary["recipe"] == "imagenet" and summary["split"] == "validation"
+    assert [test["num_iter"] for test in summary["range_tests"]] == [12, 16]
+    assert summary["suggestions"] == summary["range_tests"][0]["suggestions"]
+    second = summary["range_tests"][1]
+    assert 5 <= len(second["lrs"]) == len(second["losses"]) <= 16  # the test may stop early at a blow-up
+    assert all(run["test_top5"] is not None and 0 <= run["test_acc"] <= run["test_top5"] <= 100
+               for run in summary["results"])
+    for name in ("imagenet_sweep.png", "imagenet_sweep_range_tests.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+    assert "validation" in lr_sweep.main(["--plot_only", "--output", str(output)])["split"]
+
+
+def test_sweep_on_a_folder_needs_the_folder(monkeypatch, capsys):
+    import pytest
+    monkeypatch.delenv("IMAGENET_DIR", raising=False)
+    with pytest.raises(SystemExit):
+        lr_sweep.main(["--dataset", "imagefolder"])
+    assert "needs --data_dir" in capsys.readouterr().err
