@@ -78,7 +78,8 @@ from custom_resnet import resnet50
 from lr_finder import find_lr, write_report
 from recipes import build_criterion, build_one_cycle, build_optimizer
 from training_utils import fit, prepare_model, resolve_precision
-from utils import count_parameters, describe_machine, get_device, model_summary, seed_everything
+from imagenet_classes import readable_class_names
+from utils import block_summary, count_parameters, describe_machine, get_device, seed_everything
 
 device = get_device(DEVICE)
 precision = resolve_precision(device)
@@ -88,10 +89,15 @@ print(f"device: {device}, precision: {precision}")
 print(f"machine: {describe_machine(device)}")"""),
 md("""## The data
 `dataset.image_folder_datasets` lists both splits (the classes, and so their number, come from the
-folder names under `train/`) and pairs them with the ImageNet transforms."""),
-code("""train_set, val_set, classes = dataset.image_folder_datasets(IMAGENET_DIR, IMAGE_SIZE, MAX_SAMPLES, seed=SEED,
+folder names under `train/`) and pairs them with the ImageNet transforms. ImageNet's folders are
+WordNet ids (`n01440764`); `imagenet_classes.readable_class_names` turns them into the class names
+(`tench`) from the ImageNet-1K table in the repository."""),
+code("""train_set, val_set, folders = dataset.image_folder_datasets(IMAGENET_DIR, IMAGE_SIZE, MAX_SAMPLES, seed=SEED,
                                                             color_jitter=recipe.color_jitter)
-print(f"{len(classes)} classes: {', '.join(classes[:10])}{' ...' if len(classes) > 10 else ''}")
+classes = readable_class_names(folders)  # ImageNet wnids -> names; other folder names stay as they are
+print(f"{len(classes)} classes: " + ", ".join(f"{name} ({folder})" if name != folder else name
+                                             for name, folder in list(zip(classes, folders))[:10])
+      + (" ..." if len(classes) > 10 else ""))
 print(f"{len(train_set)} training images, {len(val_set)} validation images")"""),
 code("""shown = np.random.default_rng(SEED).choice(len(train_set), size=min(20, len(train_set)), replace=False)
 samples = [train_set.source[int(i)] for i in shown]
@@ -115,10 +121,12 @@ visualize.plot_augmentations([image for image, _ in samples[:6]], augmentations,
 md("""## The model
 torchvision's ResNet-50 v1.5: a 7x7 stem, then 3, 4, 6 and 3 bottleneck blocks (1x1 -> 3x3 -> 1x1
 convolutions) at 256, 512, 1024 and 2048 channels, global average pooling and one linear layer. The
-summary is the ImageNet-1K configuration (1000 classes, 3x224x224), checked by `nbval`; the training
-below uses the same net with one output per class of the folder."""),
+summary below shows it block by block for the ImageNet-1K configuration (1000 classes, 3x224x224),
+checked by `nbval`; torchsummary's full table of all 185 layers is one call away:
+`model_summary(resnet50(num_classes=1000), input_size=(3, 224, 224))`. The training below uses the
+same net with one output per class of the folder."""),
 code("""# NBVAL_CHECK_OUTPUT
-model_summary(resnet50(num_classes=1000), input_size=(3, 224, 224), device="cpu")
+print(block_summary(resnet50(num_classes=1000), input_size=(3, 224, 224)))
 print(f"trainable parameters: {count_parameters(resnet50(num_classes=1000)):,}")"""),
 md("""## The LR range test
 The learning rate grows exponentially from `1e-5` to `10` over `LR_ITERS` batches while the smoothed
@@ -172,11 +180,43 @@ history = fit(model, device, train_loader, val_loader, optimizer, criterion, EPO
 minutes = (time.perf_counter() - start) / 60
 print(f"after {EPOCHS} epochs: validation top-1 {history['test_acc'][-1]:.2f}%, top-5 {history['test_top5'][-1]:.2f}% "
       f"(max LR {MAX_LR:.3g}, batch {BATCH_SIZE}, {IMAGE_SIZE}px, {precision} on {device}, {minutes:.1f} min)")"""),
-md("""## Loss, accuracy and the schedule
-(`plot_history` labels the validation split "test".)"""),
-code("""visualize.plot_history(history, save_path=f"{FIGURES}/imagenet_curves.png")"""),
+md("""## Loss, accuracy and the schedule"""),
+code("""visualize.plot_history(history, save_path=f"{FIGURES}/imagenet_curves.png", split="validation")"""),
 code("""visualize.plot_lr_schedule(history["lr"], history["momentum"], steps_per_epoch=len(train_loader),
                            save_path=f"{FIGURES}/imagenet_lr_schedule.png")"""),
+md("""## What this run showed"""),
+code("""best = max(range(EPOCHS), key=history["test_acc"].__getitem__)
+print(f"* The range test ({len(lr_result.all_lrs)} iterations of {BATCH_SIZE}, {lr_result.seconds / 60:.1f} min) "
+      f"suggested " + ", ".join(f"{name} {lr:.3g}" for name, lr in lr_result.suggestions.items())
+      + f"; training used max LR {MAX_LR:.3g}.")
+print(f"* {EPOCHS} one-cycle epochs of ResNet-50 from scratch on {len(train_set)} images at {IMAGE_SIZE}px "
+      f"({minutes:.1f} min, {sum(history['epoch_time']) / EPOCHS:.0f} s per epoch on "
+      f"{describe_machine(device).split(',')[0]}): validation top-1 {history['test_acc'][-1]:.2f}%, top-5 "
+      f"{history['test_top5'][-1]:.2f}% on {len(val_set)} images (chance: {100 / len(classes):.0f}%; best epoch "
+      f"{best + 1}: {history['test_acc'][best]:.2f}%).")"""),
+md("""## With the real ImageNet and a GPU
+The same two steps from the command line, on the 1000-class ImageNet folder (`train/<wnid>/`,
+`val/<wnid>/`) at 224 pixels with mixed precision (`--amp`: bf16 from compute capability 8.0, fp16 with
+a GradScaler below):
+```
+# 1. the range test, at the batch size you will train with (it depends on it)
+python main.py --data_dir ~/imagenet --find_lr --amp --batch_size 256 --output_dir runs/r50_lr
+# 2. one-cycle training at its suggestion (main.py checks the JSON's batch size), on 8 GPUs
+torchrun --nproc_per_node=8 main.py --data_dir ~/imagenet --epochs 16 --batch_size 256 --amp \\
+    --max_lr runs/r50_lr/suggested_lr.json --output_dir runs/r50
+# after a crash or a preemption: the same command with --resume continues from the last epoch
+```
+* **Batch size and LR.** Under `torchrun` `--batch_size` is the global batch, split over the GPUs, so
+  the suggestion made at batch 256 on one GPU applies unchanged. For a larger global batch, run the
+  range test at that batch (with `--lr_accumulation_steps k` on one GPU: k x the batch), or scale the
+  LR linearly with the batch (Goyal et al. 2017: 0.1 per 256 images, with a warm-up, which one-cycle's
+  rising phase provides).
+* **Expected time.** 16 epochs are 20.5 M images. NVIDIA reports 2,470 images/s for ResNet-50 v1.5
+  training with mixed precision on one A100 80GB and 16,621 on eight (DeepLearningExamples,
+  `PyTorch/Classification/ConvNets/resnet50v1.5`, with the DALI GPU data loader): about 2.3 hours on
+  one A100 and 21 minutes on eight, if the data pipeline keeps up. This repository's loader decodes
+  JPEGs with Albumentations on CPU workers (`--workers`), so plan several CPU cores per GPU and read the
+  first epoch's time in the log."""),
 ]
 notebook = new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
