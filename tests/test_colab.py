@@ -36,13 +36,13 @@ def test_badge_and_setup_cell_come_first(name):
     cell = setup_cell(name)
     assert notebook_common.is_setup_cell(cell.source), "the first code cell is the Colab setup cell"
     assert f'REPO_URL = "{notebook_common.REPO_URL}"' in cell.source
-    assert cell.outputs == [], "outside Colab the setup cell prints nothing"
+    assert [o.get("text") for o in cell.outputs] == ["not in Colab: nothing to set up\n"], "run outside Colab"
 
 
 def test_setup_cell_does_nothing_outside_colab(tmp_path):
     done = run_cell(setup_cell("S10.ipynb").source, tmp_path, colab=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout == f"cwd {tmp_path}\n"
+    assert done.stdout == f"not in Colab: nothing to set up\ncwd {tmp_path}\n"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -73,7 +73,7 @@ def test_setup_cell_names_the_constant_when_the_address_is_wrong(tmp_path):
 
 def test_missing_requirements_skips_torch_and_what_is_installed(tmp_path):
     namespace = {}
-    exec(setup_cell("S10.ipynb").source, namespace)  # outside Colab: only defines the helpers
+    exec(setup_cell("S10.ipynb").source, namespace)  # outside Colab: defines the helpers, sets nothing up
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("torch>=999  # never reinstalled\ntorchvision>=999\nnumpy>=1.0\n\n"
                             "albumentations>=99\nno-such-package-for-this-test>=1\njupyter>=999\n")

@@ -15,7 +15,7 @@ def badge(notebook_name, repo_url=REPO_URL, branch=BRANCH):
             f"(https://colab.research.google.com/github/{path}/blob/{branch}/{notebook_name})")
 
 
-SETUP_TEMPLATE = '''# Colab setup; outside Colab this cell does nothing. In Colab it fetches this repository when its
+SETUP_TEMPLATE = '''# Colab setup; outside Colab this cell only says so. In Colab it fetches this repository when its
 # modules are not importable, changes into it, installs what requirements.txt lists and Colab lacks
 # (never torch or torchvision: Colab's own CUDA builds stay), and names the GPU.
 REPO_URL = "{repo_url}"  # this repository (README: "Running in Colab")
@@ -73,7 +73,9 @@ def colab_setup():
 
 
 if "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ:
-    colab_setup()'''
+    colab_setup()
+else:
+    print("not in Colab: nothing to set up")'''
 
 
 def setup_cell_source(cpu_note, repo_url=REPO_URL):

@@ -2,7 +2,7 @@
 outputs; refuses when a code cell differs (then the notebook must be executed again).
 
 The one code cell it may add is the Colab setup cell (``tools/notebook_common.py``): outside Colab it
-does nothing and prints nothing, so executing it would give the same empty output.
+only says so; run `tools/run_setup_cell.py` on the notebook afterwards to record that output.
 
     python tools/sync_markdown.py tools/build_s10.py S10.ipynb
 """
@@ -25,7 +25,7 @@ def main(builder, notebook_path):
     old_cells, cells = list(executed.cells), []
     for new in fresh.cells:
         if new.cell_type == "code" and is_setup_cell(new.source) and not (old_cells and is_setup_cell(old_cells[0].source)):
-            cells.append(new)  # no outputs: outside Colab the cell prints nothing
+            cells.append(new)  # then tools/run_setup_cell.py records its output
             continue
         if not old_cells or old_cells[0].cell_type != new.cell_type:
             sys.exit("the cell layout differs: execute the notebook again")
