@@ -31,9 +31,9 @@ def missing_requirements(path, skip=("torch", "torchvision", "jupyter", "nbconve
     with open(path) as file:
         for line in file:
             line = line.split("#")[0].strip()
-            if not line or Requirement(line).name.lower() in skip:
+            requirement = Requirement(line) if line else None
+            if requirement is None or requirement.name.lower() in skip:
                 continue
-            requirement = Requirement(line)
             try:
                 if requirement.specifier.contains(version(requirement.name), prereleases=True):
                     continue
