@@ -58,8 +58,15 @@ class CustomResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1)) * self.logit_scale
 
 
-def resnet50(num_classes=1000, pretrained=False, cifar_stem=False):
+def resnet50(num_classes=1000, pretrained=False, cifar_stem=False, zero_init_residual=True):
     """torchvision's ResNet-50 v1.5 (25,557,032 parameters with 1000 classes).
+
+    ``zero_init_residual=True`` (the default here; torchvision's is False) starts the last batch-norm
+    scale of every bottleneck at zero, so each block starts as its shortcut and the untrained net is a
+    shallow one (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; He et al. 2019, "Bag of Tricks").
+    From scratch this is what lets the LR range test see ResNet-50 learn: with torchvision's
+    initialisation the loss starts above chance, sinks to chance and blows up at about 3e-3 without ever
+    falling below it (``Data/imagenet_lr_sweep_range_tests.png``). It does not matter for ``pretrained``.
 
     ``pretrained=True`` loads torchvision's ImageNet-1K weights (IMAGENET1K_V2; downloaded once into the
     torch hub cache) and, when ``num_classes`` differs from 1000, replaces the final linear layer with a
@@ -67,7 +74,8 @@ def resnet50(num_classes=1000, pretrained=False, cifar_stem=False):
     convolution and no max-pool (23,520,842 parameters with 10 classes), the rest unchanged.
     """
     if not pretrained:
-        model = torchvision.models.resnet50(weights=None, num_classes=num_classes)
+        model = torchvision.models.resnet50(weights=None, num_classes=num_classes,
+                                            zero_init_residual=zero_init_residual)
         return with_cifar_stem(model) if cifar_stem else model
     weights = torchvision.models.ResNet50_Weights.IMAGENET1K_V2
     try:
@@ -91,19 +99,19 @@ def with_cifar_stem(model):
     return model
 
 
-def build_model(name_or_dataset, num_classes, pretrained=False):
+def build_model(name_or_dataset, num_classes, pretrained=False, zero_init_residual=True):
     """The net for a model or data-set name: ``"custom_resnet"`` or CIFAR names give ``CustomResNet``;
     ``"resnet50"``, ImageNet names and image folders give ResNet-50 v1.5; ``"resnet50_cifar"`` the
-    ResNet-50 with the CIFAR stem."""
+    ResNet-50 with the CIFAR stem (``zero_init_residual``: see ``resnet50``)."""
     name = str(name_or_dataset).lower()
     if name in ("custom_resnet", "cifar10", "cifar100", "cifar", "custom_resnet_cifar"):
         if pretrained:
             raise ValueError("there are no pretrained weights for the custom ResNet; train it from scratch")
         return CustomResNet(num_classes)
     if name == "resnet50_cifar":
-        return resnet50(num_classes, pretrained, cifar_stem=True)
+        return resnet50(num_classes, pretrained, cifar_stem=True, zero_init_residual=zero_init_residual)
     if name in ("resnet50", "imagenet", "imagenet1k", "imagefolder", "custom"):
-        return resnet50(num_classes, pretrained)
+        return resnet50(num_classes, pretrained, zero_init_residual=zero_init_residual)
     raise ValueError(f"unknown model or data set {name_or_dataset!r}: use custom_resnet, resnet50, resnet50_cifar, "
                      "cifar10, cifar100 or imagenet")
 

@@ -36,6 +36,7 @@ from recipes import IMAGENET, S10, build_criterion, build_one_cycle, build_optim
 from training_utils import Precision, start_epoch_randomness, test, train
 from utils import describe_machine, get_device, seed_everything
 
+INIT_NAMES = {"zero": "zero-init residuals", "default": "torchvision's init"}
 DEFAULT_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
 IMAGEFOLDER_GRID = (0.003, 0.01, 0.03, 0.1, 0.3)
 
@@ -59,6 +60,12 @@ def parse_args(argv=None):
     parser.add_argument("--device", default="auto")
     parser.add_argument("--output", default="Data/lr_sweep", help="writes <output>.json and <output>.png")
     parser.add_argument("--plot_only", action="store_true", help="redraw <output>.png from <output>.json, no training")
+    parser.add_argument("--init", default="zero", choices=["zero", "default"], help="ResNet-50: 'zero' starts the "
+                        "last batch-norm scale of each block at zero (the course's), 'default' is torchvision's")
+    parser.add_argument("--suggestion_runs", nargs="*", default=["min_loss", "valley"],
+                        choices=["min_loss", "valley", "steepest", "minimum"], help="suggestions added to the grid "
+                        "as runs (none: only the grid)")
+    parser.add_argument("--compare", default=None, help="with --plot_only: another sweep's JSON drawn beside this one")
     parser.add_argument("--no_range_test", action="store_true", help="train the grid only (no range test, no "
                         "suggestions added or marked): e.g. to see how the best max LR moves with --epochs")
     args = parser.parse_args(argv)
@@ -110,7 +117,7 @@ def loaders(args, device):
 def new_model(args, num_classes, precision):
     from custom_resnet import build_model
     seed_everything(args.seed)
-    return precision.prepare(build_model(args.model, num_classes))
+    return precision.prepare(build_model(args.model, num_classes, zero_init_residual=args.init == "zero"))
 
 
 def one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classes=10):
@@ -149,39 +156,53 @@ def range_tests(args, train_loader, precision, num_classes=10):
     return results
 
 
-def plot_range_tests(results, save_path=None, title=""):
-    """The range tests' smoothed loss against the LR (log scale), one curve per test, raw loss faintly,
-    each test's min_loss marked; the y-axis clipped to the curves before their blow-up."""
+def range_test_curves(summary, label=""):
+    """The range tests stored in a sweep's JSON as curves for ``plot_range_tests`` (``label`` prefixes each)."""
+    return [{"label": f"{label}{test['num_iter']} iterations", "lrs": test["lrs"], "losses": test["losses"],
+             "smooth_f": test["smooth_f"], "min_loss": test["suggestions"].get("min_loss")}
+            for test in summary.get("range_tests", [])]
+
+
+def plot_range_tests(curves, save_path=None, title="", chance=None):
+    """Range tests' smoothed loss against the LR (log scale), one curve each (dicts with ``label``,
+    ``lrs``, ``losses``, ``smooth_f`` and ``min_loss``), the raw loss faintly, each min_loss marked and
+    ``chance`` (the loss of a uniform guess, ln of the class count) as a dashed line; the y-axis clipped
+    to the curves before their blow-up."""
     from matplotlib.figure import Figure
 
     from visualize import _finish, raw_losses
 
-    figure = Figure(figsize=(8, 5))
+    figure = Figure(figsize=(9, 5.5))
     ax = figure.add_subplot()
-    top = []
-    for result, colour in zip(results, ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple")):
-        lrs, losses = np.asarray(result.all_lrs), np.asarray(result.all_losses)
-        label = f"{result.settings['num_iter']} iterations"
-        ax.plot(lrs, raw_losses(losses, result.settings["smooth_f"]), color=colour, alpha=0.2, linewidth=0.8)
-        ax.plot(lrs, losses, color=colour, label=label)
-        if result.suggestions:
-            lowest = result.suggestions["min_loss"]
-            ax.axvline(lowest, color=colour, linestyle=":", label=f"{label}: min_loss {lowest:.3g}")
+    top, low = [], []
+    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    for curve, colour in zip(curves, colours):
+        lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
+        ax.plot(lrs, raw_losses(losses, curve["smooth_f"]), color=colour, alpha=0.15, linewidth=0.8)
+        ax.plot(lrs, losses, color=colour, label=curve["label"])
+        lowest = curve.get("min_loss")
+        if lowest:
+            ax.axvline(lowest, color=colour, linestyle=":", label=f"{curve['label']}: min_loss {lowest:.3g}")
             top.append(np.max(losses[: int(np.searchsorted(lrs, lowest)) + 1]))
+        low.append(np.nanmin(losses))
+    if chance:
+        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance (ln {round(np.exp(chance))})")
+        top.append(chance)
     if top:
-        low = min(np.nanmin(r.all_losses) for r in results)
-        ax.set_ylim(low - 0.05 * (max(top) - low + 1e-3), max(top) + 0.25 * (max(top) - low + 1e-3))
+        bottom, high = min(low + top), max(top)
+        ax.set_ylim(bottom - 0.1 * (high - bottom + 1e-3), high + 0.6 * (high - bottom + 1e-3))
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
     ax.set_ylabel("training loss (smoothed; raw faint)")
     ax.set_title(title, fontsize=10)
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
+    ax.legend(fontsize=8, ncol=2)
     return _finish(figure, save_path)
 
 
-def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="test"):
-    """Final top-1 accuracy on ``split`` against max LR (log scale) with the range test's suggestions marked."""
+def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="test", label=None, others=()):
+    """Final top-1 accuracy on ``split`` against max LR (log scale) with the range test's suggestions
+    marked; ``others``: further ``(label, results)`` series (e.g. another initialisation) drawn beside."""
     from matplotlib.figure import Figure
 
     from visualize import SUGGESTION_MARKERS, _finish
@@ -190,9 +211,15 @@ def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="te
     ax = figure.add_subplot()
     lrs = [r["max_lr"] for r in results]
     accs = [r["test_acc"] for r in results]
-    ax.plot(lrs, accs, "o-", color="tab:blue", label=f"final {split} accuracy")
+    ax.plot(lrs, accs, "o-", color="tab:blue", label=label or f"final {split} accuracy")
     for lr, acc in zip(lrs, accs):
         ax.annotate(f"{acc:.1f}", (lr, acc), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+    for (other_label, other), colour in zip(others, ("tab:orange", "tab:gray", "tab:olive")):
+        other = sorted(other, key=lambda r: r["max_lr"])
+        ax.plot([r["max_lr"] for r in other], [r["test_acc"] for r in other], "D--", color=colour, label=other_label)
+        for r in other:
+            ax.annotate(f"{r['test_acc']:.1f}", (r["max_lr"], r["test_acc"]), textcoords="offset points",
+                        xytext=(0, -14), ha="center", fontsize=9, color=colour)
     for name, lr in suggestions.items():
         marker, colour = SUGGESTION_MARKERS[name]
         ax.axvline(lr, color=colour, linestyle=":", alpha=0.8, label=f"{name}: {lr:.3g}"
@@ -223,8 +250,21 @@ def main(argv=None):
     if args.plot_only:
         with open(f"{args.output}.json") as file:
             summary = json.load(file)
+        label, others, curves, classes = None, [], range_test_curves(summary), summary.get("num_classes")
+        if args.compare:
+            with open(args.compare) as file:
+                other = json.load(file)
+            name, other_name = (s.get("settings", {}).get("init", "zero") for s in (summary, other))
+            label, others = f"{INIT_NAMES[name]}", [(f"{INIT_NAMES[other_name]}", other["results"])]
+            curves = (range_test_curves(summary, f"{INIT_NAMES[name]}, ")
+                      + range_test_curves(other, f"{INIT_NAMES[other_name]}, "))
+            classes = classes or other.get("num_classes")
         plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png",
-                   sweep_title(summary), summary.get("split", "test"))
+                   sweep_title(summary), summary.get("split", "test"), label=label, others=others)
+        if len(curves) > 1:
+            chance = np.log(classes) if classes else None
+            plot_range_tests(curves, f"{args.output}_range_tests.png", f"range tests: {summary.get('what', '')}",
+                             chance=chance)
         print(sweep_title(summary))
         return summary
     device = get_device(args.device)
@@ -232,14 +272,14 @@ def main(argv=None):
     train_loader, test_loader, num_classes = loaders(args, device)
     folder = args.dataset == "imagefolder"
     split = "validation" if folder else "test"
-    what = (f"ResNet-50 (ImageNet recipe), {len(train_loader.dataset)} images at {args.image_size}px, batch "
+    what = (f"ResNet-50 ({INIT_NAMES[args.init]}, ImageNet recipe), {len(train_loader.dataset)} images at {args.image_size}px, batch "
             f"{args.batch_size}" if folder else f"S10 recipe, {len(train_loader.dataset)} training images")
     print(f"{describe_machine(device)}; {precision.name}; {len(train_loader.dataset)} training images, "
           f"{len(test_loader.dataset)} {split} images, {args.epochs} epochs per run, batch {args.batch_size}", flush=True)
     tests = [] if args.no_range_test else range_tests(args, train_loader, precision, num_classes)
     suggestions = tests[0].suggestions if tests else {}
     grid = sorted(set(args.grid))
-    for name in suggestions and ("min_loss", "valley"):
+    for name in suggestions and args.suggestion_runs:
         lr = suggestions[name]
         if min(abs(np.log(lr / g)) for g in grid) > np.log(1.15):  # not already within 15% of a grid point
             grid = sorted(grid + [lr])
@@ -255,7 +295,7 @@ def main(argv=None):
     best = max(results, key=lambda r: r["test_acc"])
     at_rule = min(results, key=lambda r: abs(np.log(r["max_lr"] / suggestions["min_loss"]))) if suggestions else None
     summary = {"settings": {k: v for k, v in vars(args).items() if k not in ("data_dir", "output", "recipe")},
-               "what": what, "split": split, "recipe": args.recipe.name,
+               "what": what, "split": split, "recipe": args.recipe.name, "num_classes": num_classes,
                "machine": describe_machine(device), "precision": precision.name,
                "suggestions": suggestions, "rule": "min_loss", "results": results,
                "best": best, "at_rule": at_rule,
@@ -268,7 +308,8 @@ def main(argv=None):
     plot_sweep(results, suggestions, "min_loss", save_path=f"{args.output}.png", title=title, split=split)
     written = [f"{args.output}.json", f"{args.output}.png"]
     if len(tests) > 1:
-        plot_range_tests(tests, f"{args.output}_range_tests.png", f"range tests: {what}")
+        plot_range_tests(range_test_curves(summary), f"{args.output}_range_tests.png", f"range tests: {what}",
+                         chance=np.log(num_classes))
         written.append(f"{args.output}_range_tests.png")
     print(title)
     print("wrote " + ", ".join(written))

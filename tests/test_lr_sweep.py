@@ -41,6 +41,30 @@ def test_sweep_on_an_image_folder_with_resnet50_and_two_range_tests(tmp_path):
     assert "validation" in lr_sweep.main(["--plot_only", "--output", str(output)])["split"]
 
 
+def test_sweep_compares_two_initialisations(tmp_path):
+    """--init default trains torchvision's initialisation; --suggestion_runs limits the added runs;
+    --plot_only --compare draws both sweeps' accuracies and all their range tests in one pair of figures."""
+    import dataset
+    folder = tmp_path / "folder"
+    for split, seed, count in (("train", 0, 48), ("val", 1, 16)):
+        shapes = dataset.SyntheticImages(n=count, size=32, seed=seed)
+        dataset.write_image_folder(shapes.images, shapes.labels, shapes.classes, folder, split)
+    common = ["--dataset", "imagefolder", "--data_dir", str(folder), "--image_size", "32", "--batch_size", "16",
+              "--lr_iter", "12", "--epochs", "1", "--grid", "0.01", "--workers", "0"]
+    zero = lr_sweep.main(common + ["--suggestion_runs", "--output", str(tmp_path / "zero")])
+    default = lr_sweep.main(common + ["--init", "default", "--suggestion_runs", "min_loss",
+                                      "--output", str(tmp_path / "default")])
+    assert [run["max_lr"] for run in zero["results"]] == [0.01]  # no suggestion added
+    assert "zero-init residuals" in zero["what"] and "torchvision's init" in default["what"]
+    assert {run["max_lr"] for run in default["results"]} == {0.01, default["suggestions"]["min_loss"]} or \
+        abs(default["suggestions"]["min_loss"] / 0.01 - 1) < 0.15  # within 15% of a grid point: not added
+    assert zero["results"][0]["test_acc"] != default["results"][0]["test_acc"] or \
+        zero["results"][0]["final_train_loss"] != default["results"][0]["final_train_loss"]
+    (tmp_path / "zero_range_tests.png").unlink(missing_ok=True)
+    lr_sweep.main(["--plot_only", "--output", str(tmp_path / "zero"), "--compare", str(tmp_path / "default.json")])
+    assert (tmp_path / "zero_range_tests.png").read_bytes()[:4] == b"\x89PNG"  # two tests, one from each sweep
+
+
 def test_sweep_on_a_folder_needs_the_folder(monkeypatch, capsys):
     import pytest
     monkeypatch.delenv("IMAGENET_DIR", raising=False)

@@ -37,3 +37,19 @@ def test_resnet50_is_torchvisions_v1_5():
     assert count_parameters(model) == 25_557_032
     assert model.layer2[0].conv2.stride == (2, 2) and model.layer2[0].conv1.stride == (1, 1)
     assert resnet50(num_classes=10).fc.out_features == 10
+
+
+def test_resnet50_starts_each_bottleneck_as_its_shortcut():
+    """zero_init_residual (the default here): every block's last batch-norm scale is 0, so an untrained
+    block outputs relu(shortcut(x)); torchvision's initialisation does not."""
+    torch.manual_seed(0)
+    model = resnet50(num_classes=10).eval()
+    assert all(float(block.bn3.weight.abs().max()) == 0 for layer in (model.layer1, model.layer2, model.layer3,
+                                                                      model.layer4) for block in layer)
+    x = torch.randn(2, 256, 16, 16)
+    block = model.layer1[1]
+    torch.testing.assert_close(block(x), torch.relu(x))
+    default = resnet50(num_classes=10, zero_init_residual=False).eval()
+    assert float(default.layer1[1].bn3.weight.min()) == 1.0
+    assert not torch.allclose(default.layer1[1](x), torch.relu(x))
+    assert count_parameters(model) == count_parameters(default)
