@@ -341,10 +341,17 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
     lines += ["", "Next steps"]
     if suggested:
         valley = result.suggestions["valley"]
+        if valley <= suggested:
+            cautious = f"The valley suggestion {valley:.3g} is the cautious choice."
+            constant = f"constant-LR training: start near the valley, {valley:.3g}."
+        else:  # the longest fall lies beyond the lowest loss: a noisy curve, not a safer LR
+            cautious = (f"The valley suggestion {valley:.3g} lies above it, so it is no cautious choice here: the "
+                        "curve is noisy; more iterations (--lr_iter) give a clearer one.")
+            constant = f"constant-LR training: start an order of magnitude below it, {suggested / 10:.3g}."
         lines += paragraph(f"one-cycle: --max_lr {suggested:.3g} (the LR at the lowest loss, 'suggested_lr' in the "
                            "JSON): one-cycle visits its peak only briefly, so it can use the largest LR at which "
-                           f"the loss still fell. The valley suggestion {valley:.3g} is the cautious choice.")
-        lines += paragraph(f"constant-LR training: start near the valley, {valley:.3g}.")
+                           f"the loss still fell. {cautious}")
+        lines += paragraph(constant)
     else:
         lines += ["  fix the cause above and run the range test again before training"]
     lines += ["", "Curve (lr, smoothed loss)"] + [f"  {lr:.4e} {loss:.5f}" for lr, loss in

@@ -224,6 +224,7 @@ def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="te
         marker, colour = SUGGESTION_MARKERS[name]
         ax.axvline(lr, color=colour, linestyle=":", alpha=0.8, label=f"{name}: {lr:.3g}"
                    + (" (the rule)" if name == chosen else ""))
+    ax.margins(y=0.12)  # room for the labels above and below the points
     ax.set_xscale("log")
     ax.set_xlabel("one-cycle max LR")
     ax.set_ylabel(f"final {split} accuracy (%)")
@@ -251,6 +252,7 @@ def main(argv=None):
         with open(f"{args.output}.json") as file:
             summary = json.load(file)
         label, others, curves, classes = None, [], range_test_curves(summary), summary.get("num_classes")
+        title = f"range tests: {summary.get('what', '')}"
         if args.compare:
             with open(args.compare) as file:
                 other = json.load(file)
@@ -259,12 +261,13 @@ def main(argv=None):
             curves = (range_test_curves(summary, f"{INIT_NAMES[name]}, ")
                       + range_test_curves(other, f"{INIT_NAMES[other_name]}, "))
             classes = classes or other.get("num_classes")
+            what = summary.get("what", "").replace(f"{INIT_NAMES[name]}, ", "")
+            title = f"range tests, {what}:\n{INIT_NAMES[name]} and {INIT_NAMES[other_name]}"
         plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png",
                    sweep_title(summary), summary.get("split", "test"), label=label, others=others)
         if len(curves) > 1:
             chance = np.log(classes) if classes else None
-            plot_range_tests(curves, f"{args.output}_range_tests.png", f"range tests: {summary.get('what', '')}",
-                             chance=chance)
+            plot_range_tests(curves, f"{args.output}_range_tests.png", title, chance=chance)
         print(sweep_title(summary))
         return summary
     device = get_device(args.device)

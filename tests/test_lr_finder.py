@@ -84,3 +84,23 @@ def test_bad_ranges_are_refused():
         find_lr(model, sgd(model), nn.CrossEntropyLoss(), train_loader, start_lr=1.0, end_lr=0.1)
     with pytest.raises(ValueError, match="num_iter"):
         find_lr(model, sgd(model), nn.CrossEntropyLoss(), train_loader, num_iter=1)
+
+
+def test_report_does_not_call_a_valley_above_the_minimum_cautious(tmp_path):
+    """A sharp early dip, then a long slow fall that stays above it: the valley lies above min_loss, so the
+    report must not recommend it as the cautious choice (it did, for ResNet-50's first range tests)."""
+    from lr_finder import LRFinderResult, suggest, write_report
+    lrs = list(np.logspace(-4, 0, 20))
+    losses = [3.0, 1.6] + list(np.linspace(2.9, 2.0, 18))
+    suggestions, reason = suggest(lrs, losses)
+    assert suggestions["valley"] > suggestions["min_loss"] == lrs[1] and not reason
+    settings = {"start_lr": 1e-4, "end_lr": 1.0, "num_iter": 20, "step_mode": "exp", "smooth_f": 0.0}
+    result = LRFinderResult(lrs, losses, suggestions, settings, lrs, losses)
+    log = write_report(result, tmp_path, "curve", 32, "test")["log"].read_text()
+    steps = " ".join(log.split("Next steps")[1].split("Curve")[0].split())
+    assert "is the cautious choice" not in steps and "no cautious choice" in steps
+    assert f"start an order of magnitude below it, {lrs[1] / 10:.3g}" in steps
+    calm = LRFinderResult(lrs, sorted(losses, reverse=True), *suggest(lrs, sorted(losses, reverse=True))[:1],
+                          settings, lrs, sorted(losses, reverse=True))
+    steps = " ".join(write_report(calm, tmp_path, "curve", 32, "test")["log"].read_text().split())
+    assert "is the cautious choice" in steps
