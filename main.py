@@ -197,6 +197,9 @@ def build_parser():
                        "benchmarks/throughput.py --compile); checkpoints hold the plain model's weights")
     train.add_argument("--pretrained", "--use_pretrained", action="store_true", help="start ResNet-50 from "
                        "torchvision's ImageNet weights (downloaded once)")
+    train.add_argument("--torchvision_init", action="store_true", help="ResNet-50 from scratch with torchvision's "
+                       "initialisation; by default each block's last batch-norm scale starts at zero (Goyal et al.), "
+                       "which lets the range test and training see it learn: see ImageNet_LR_Finder.ipynb")
     run = parser.add_argument_group("run")
     run.add_argument("--output_dir", default="runs", help="folder for the report, checkpoints and history")
     run.add_argument("--save_every", type=int, default=5, help="also keep epoch_<k>.pt every this many epochs (0: off)")
@@ -247,6 +250,8 @@ def validate(parser, args):
     check(not (args.model == "custom_resnet" and args.dataset == "imagefolder"),
           "--model custom_resnet is built for 32x32 CIFAR images; use --model resnet50 for image folders")
     check(not args.pretrained or args.model == "resnet50", "--pretrained applies to --model resnet50")
+    check(not args.torchvision_init or (args.model == "resnet50" and not args.pretrained),
+          "--torchvision_init applies to --model resnet50 trained from scratch (not with --pretrained)")
     args.train = not args.find_lr or (args.epochs or 1) > 1
     apply_recipe(args)
     check(args.lr_start < args.lr_end, f"--lr_start {args.lr_start:g} must be below --lr_end {args.lr_end:g}")
@@ -405,9 +410,11 @@ def run(args, command):
     precision = Precision.resolve(device, "auto" if args.amp else "fp32")
     seed_everything(args.seed)
     model_name = {"custom_resnet": "CustomResNet", "resnet50": "ResNet-50 v1.5"}[args.model]
+    if args.model == "resnet50" and not args.pretrained:
+        model_name += ", torchvision's init" if args.torchvision_init else ", zero-init residuals"
     cifar = args.dataset != "imagefolder"
     model = precision.prepare(build_model(f"{args.model}_cifar" if cifar and args.model == "resnet50" else args.model,
-                                          len(class_names), args.pretrained))
+                                          len(class_names), args.pretrained, zero_init_residual=not args.torchvision_init))
     criterion = build_criterion(recipe)
     image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")

@@ -168,6 +168,7 @@ def test_help_explains_the_options():
     (["--scheduler", "linear", "--max_lr", "0.1"], "'linear'"),
     (["--pct_start", "1.5", "--max_lr", "0.1"], "1.5"),
     (["--max_lr", "0.1", "--resume", "/no/such/last.pt"], "/no/such/last.pt"),
+    (["--max_lr", "0.1", "--torchvision_init"], "--torchvision_init applies to --model resnet50"),
 ])
 def test_bad_arguments_exit_with_code_2(tmp_path, args, named):
     result = run_main(*args, "--output_dir", tmp_path / "out")
@@ -198,6 +199,7 @@ def test_find_lr_on_an_image_folder_writes_the_report(tiny_folder, tmp_path):
     assert JSON_KEYS <= set(summary)
     assert summary["batch_size"] == 8 and summary["num_iter"] == 12 and "4 classes" in summary["dataset"]
     assert "main.py --data_dir" in (out / "lr_finder_log.txt").read_text()
+    assert "ResNet-50 v1.5, zero-init residuals" in (out / "lr_finder_log.txt").read_text()
 
 
 def test_torchrun_two_processes_train_and_write_one_set_of_files(tiny_cifar, tmp_path):
