@@ -447,7 +447,7 @@ def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_
     crop, horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
     ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
     filled with the mean)."""
-    augmentations = [A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.25, 1.0)),
+    augmentations = [A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.35, 1.0)),
                      A.HorizontalFlip(p=0.5)]
     if rotate_degrees:
         augmentations.append(A.Rotate(limit=rotate_degrees, border_mode=4, p=1.0))

@@ -39,7 +39,7 @@ RECIPE_OPTIONS = {
     "epochs": "epochs", "batch_size": "batch_size", "max_lr": "max_lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "label_smoothing": "label_smoothing", "image_size": "image_size",
     "cutout_holes": "cutout_holes", "cutout_length": "cutout_length", "rotate_degrees": "rotate_degrees",
-    "pct_start": "pct_start", "div_factor": "div_factor", "final_div_factor": "final_div_factor",
+    "color_jitter": "color_jitter", "pct_start": "pct_start", "div_factor": "div_factor", "final_div_factor": "final_div_factor",
     "anneal_strategy": "anneal_strategy", "three_phase": "three_phase", "cycle_momentum": "cycle_momentum",
     "base_momentum": "base_momentum", "max_momentum": "max_momentum", "lr_start": "lr_start", "lr_end": "lr_end",
     "lr_iter": "lr_iter",
@@ -140,6 +140,8 @@ def build_parser():
     aug.add_argument("--cutout_length", type=int, help="side of each cutout hole, pixels" + recipe_help("cutout_length"))
     aug.add_argument("--rotate_degrees", type=float, help="random rotation by at most this angle (0: off)"
                      + recipe_help("rotate_degrees"))
+    aug.add_argument("--color_jitter", type=float, help="image folders: brightness/contrast/saturation jitter of "
+                     "this strength (0: off, 0.4: the classic ImageNet value)" + recipe_help("color_jitter"))
     lr = parser.add_argument_group("LR range test")
     lr.add_argument("--find_lr", action="store_true", help="run the range test and write its report; with "
                     "--epochs N > 1, then train N epochs at its suggested max LR (alone or with --epochs 1: the "
@@ -266,6 +268,7 @@ def validate(parser, args):
     check(0 <= args.label_smoothing < 1, f"--label_smoothing must be in [0, 1), got {args.label_smoothing}")
     check(args.cutout_holes >= 0 and args.cutout_length >= 0, "--cutout_holes and --cutout_length must be >= 0")
     check(0 <= args.rotate_degrees <= 180, f"--rotate_degrees must be in [0, 180], got {args.rotate_degrees}")
+    check(0 <= args.color_jitter <= 1, f"--color_jitter must be in [0, 1], got {args.color_jitter}")
     check(args.save_every >= 0, f"--save_every must be >= 0, got {args.save_every}")
     check(args.workers is None or args.workers >= 0, f"--workers must be >= 0, got {args.workers}")
     check(args.batch_size % world == 0, f"--batch_size {args.batch_size} must divide over {world} processes")
@@ -342,7 +345,7 @@ def build_data(args):
     if args.dataset == "imagefolder":
         return dataset.image_folder_datasets(args.data_dir, args.image_size, args.max_samples, args.seed,
                                              args.strict_images, args.cutout_holes, args.cutout_length,
-                                             args.rotate_degrees)
+                                             args.rotate_degrees, args.color_jitter)
     splits = [dataset.load_cifar(args.dataset, args.data_dir, train=train) for train in (True, False)]
     if args.max_samples:
         splits = [(images[keep], labels[keep]) for images, labels in splits
@@ -425,7 +428,7 @@ def run(args, command):
         f"{field}={getattr(recipe, field):g}" if isinstance(getattr(recipe, field), float) else
         f"{field}={getattr(recipe, field)}" for field in ("epochs", "max_lr", "weight_decay", "momentum",
                                                           "label_smoothing", "cutout_holes", "cutout_length",
-                                                          "rotate_degrees", "pct_start", "div_factor",
+                                                          "rotate_degrees", "color_jitter", "pct_start", "div_factor",
                                                           "final_div_factor", "anneal_strategy", "three_phase",
                                                           "cycle_momentum", "base_momentum", "max_momentum"))
         + f", scheduler={args.scheduler}")

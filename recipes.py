@@ -77,12 +77,15 @@ S10 = Recipe(
 IMAGENET = Recipe(
     name="imagenet", model="resnet50", epochs=16, batch_size=256, max_lr=0.1,
     optimizer="sgd", momentum=0.9, nesterov=True, weight_decay=5e-5, label_smoothing=0.1,
-    crop_padding=0, flip=True, color_jitter=0.4, image_size=224,
+    crop_padding=0, flip=True, color_jitter=0.0, image_size=224,
     pct_start=0.3, div_factor=25, final_div_factor=1e4, anneal_strategy="cos", three_phase=False,
     cycle_momentum=True, base_momentum=0.85, max_momentum=0.95, lr_start=1e-5, lr_end=10.0, lr_iter=100,
     notes="ResNet-50 v1.5 from scratch: SGD Nesterov, one cycle with cosine annealing and momentum cycling "
           "0.95 -> 0.85 -> 0.95 (Smith 2018), label smoothing 0.1, weight decay 5e-5 (Smith's value for "
-          "short one-cycle runs). max_lr 0.1 is Goyal et al.'s 0.1 per 256 images; the range test refines it.",
+          "short one-cycle runs). max_lr 0.1 is Goyal et al.'s 0.1 per 256 images; the range test refines it. "
+          "Random-resized crop and flip, no colour jitter (as NVIDIA's and torchvision's ResNet-50 recipes): "
+          "with jitter, 20 epochs on Imagenette ended with the training accuracy below the validation "
+          "accuracy (53.2% vs 54.8%), a net held back by its augmentation.",
 )
 
 RESNET50_CIFAR = replace(

@@ -169,6 +169,7 @@ def test_help_explains_the_options():
     (["--pct_start", "1.5", "--max_lr", "0.1"], "1.5"),
     (["--max_lr", "0.1", "--resume", "/no/such/last.pt"], "/no/such/last.pt"),
     (["--max_lr", "0.1", "--torchvision_init"], "--torchvision_init applies to --model resnet50"),
+    (["--max_lr", "0.1", "--color_jitter", "1.5"], "--color_jitter must be in [0, 1], got 1.5"),
 ])
 def test_bad_arguments_exit_with_code_2(tmp_path, args, named):
     result = run_main(*args, "--output_dir", tmp_path / "out")
