@@ -65,8 +65,8 @@ def resnet50(num_classes=1000, pretrained=False, cifar_stem=False, zero_init_res
     scale of every bottleneck at zero, so each block starts as its shortcut and the untrained net is a
     shallow one (Goyal et al. 2017, "Accurate, Large Minibatch SGD"; He et al. 2019, "Bag of Tricks").
     From scratch this is what lets the LR range test see ResNet-50 learn: with torchvision's
-    initialisation the loss starts above chance, sinks to chance and blows up at about 3e-3 without ever
-    falling below it (``Data/imagenet_lr_sweep_range_tests.png``). It does not matter for ``pretrained``.
+    initialisation the loss starts above chance, comes down towards it and takes off at 4e-3 to 9e-3
+    without ever falling below it (``Data/imagenet_lr_sweep_range_tests.png``). It does not matter for ``pretrained``.
 
     ``pretrained=True`` loads torchvision's ImageNet-1K weights (IMAGENET1K_V2; downloaded once into the
     torch hub cache) and, when ``num_classes`` differs from 1000, replaces the final linear layer with a

@@ -247,7 +247,7 @@ def write_image_folder(images, labels, class_names, root, split, quality=90):
 
 
 def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict_images=False, cutout_holes=0,
-                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.4):
+                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.0):
     """The train and val datasets of an ImageNet-style folder: ``(train_set, val_set, class_names)``.
 
     Training images get ``imagenet_train_transforms`` (with the optional cutout, rotation and colour
@@ -442,7 +442,7 @@ def cifar_test_transforms(mean, std):
 
 
 def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_length=0, rotate_degrees=0.0,
-                           color_jitter=0.4):
+                           color_jitter=0.0):
     """The ImageNet training augmentations as a list (uint8 in, uint8 out, no normalisation): random-resized
     crop, horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
     ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
@@ -460,7 +460,7 @@ def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_
 
 
 def imagenet_train_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=None, cutout_holes=0,
-                              cutout_length=0, rotate_degrees=0.0, color_jitter=0.4):
+                              cutout_length=0, rotate_degrees=0.0, color_jitter=0.0):
     """ImageNet training transform: ``imagenet_augmentations``, then normalisation and ``ToTensorV2``.
     ``seed`` starts the transform's own random state (Albumentations ignores the global seeds)."""
     return A.Compose(imagenet_augmentations(size, mean, cutout_holes, cutout_length, rotate_degrees, color_jitter)

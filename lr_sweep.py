@@ -256,13 +256,12 @@ def main(argv=None):
         if args.compare:
             with open(args.compare) as file:
                 other = json.load(file)
-            name, other_name = (s.get("settings", {}).get("init", "zero") for s in (summary, other))
-            label, others = f"{INIT_NAMES[name]}", [(f"{INIT_NAMES[other_name]}", other["results"])]
-            curves = (range_test_curves(summary, f"{INIT_NAMES[name]}, ")
-                      + range_test_curves(other, f"{INIT_NAMES[other_name]}, "))
+            label, other_label = (INIT_NAMES[s.get("settings", {}).get("init", "zero")] for s in (summary, other))
+            others = [(other_label, other["results"])]
+            curves = range_test_curves(summary, f"{label}, ") + range_test_curves(other, f"{other_label}, ")
             classes = classes or other.get("num_classes")
-            what = summary.get("what", "").replace(f"{INIT_NAMES[name]}, ", "")
-            title = f"range tests, {what}:\n{INIT_NAMES[name]} and {INIT_NAMES[other_name]}"
+            what = summary.get("what", "").replace(f"{label}, ", "")
+            title = f"range tests, {what}:\n{label} and {other_label}"
         plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png",
                    sweep_title(summary), summary.get("split", "test"), label=label, others=others)
         if len(curves) > 1:
@@ -275,8 +274,9 @@ def main(argv=None):
     train_loader, test_loader, num_classes = loaders(args, device)
     folder = args.dataset == "imagefolder"
     split = "validation" if folder else "test"
-    what = (f"ResNet-50 ({INIT_NAMES[args.init]}, ImageNet recipe), {len(train_loader.dataset)} images at {args.image_size}px, batch "
-            f"{args.batch_size}" if folder else f"S10 recipe, {len(train_loader.dataset)} training images")
+    what = (f"ResNet-50 ({INIT_NAMES[args.init]}, ImageNet recipe), {len(train_loader.dataset)} images at "
+            f"{args.image_size}px, batch {args.batch_size}" if folder
+            else f"S10 recipe, {len(train_loader.dataset)} training images")
     print(f"{describe_machine(device)}; {precision.name}; {len(train_loader.dataset)} training images, "
           f"{len(test_loader.dataset)} {split} images, {args.epochs} epochs per run, batch {args.batch_size}", flush=True)
     tests = [] if args.no_range_test else range_tests(args, train_loader, precision, num_classes)

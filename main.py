@@ -39,7 +39,8 @@ RECIPE_OPTIONS = {
     "epochs": "epochs", "batch_size": "batch_size", "max_lr": "max_lr", "weight_decay": "weight_decay",
     "momentum": "momentum", "label_smoothing": "label_smoothing", "image_size": "image_size",
     "cutout_holes": "cutout_holes", "cutout_length": "cutout_length", "rotate_degrees": "rotate_degrees",
-    "color_jitter": "color_jitter", "pct_start": "pct_start", "div_factor": "div_factor", "final_div_factor": "final_div_factor",
+    "color_jitter": "color_jitter", "pct_start": "pct_start", "div_factor": "div_factor",
+    "final_div_factor": "final_div_factor",
     "anneal_strategy": "anneal_strategy", "three_phase": "three_phase", "cycle_momentum": "cycle_momentum",
     "base_momentum": "base_momentum", "max_momentum": "max_momentum", "lr_start": "lr_start", "lr_end": "lr_end",
     "lr_iter": "lr_iter",
@@ -417,7 +418,8 @@ def run(args, command):
         model_name += ", torchvision's init" if args.torchvision_init else ", zero-init residuals"
     cifar = args.dataset != "imagefolder"
     model = precision.prepare(build_model(f"{args.model}_cifar" if cifar and args.model == "resnet50" else args.model,
-                                          len(class_names), args.pretrained, zero_init_residual=not args.torchvision_init))
+                                          len(class_names), args.pretrained,
+                                          zero_init_residual=not args.torchvision_init))
     criterion = build_criterion(recipe)
     image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
@@ -428,7 +430,8 @@ def run(args, command):
         f"{field}={getattr(recipe, field):g}" if isinstance(getattr(recipe, field), float) else
         f"{field}={getattr(recipe, field)}" for field in ("epochs", "max_lr", "weight_decay", "momentum",
                                                           "label_smoothing", "cutout_holes", "cutout_length",
-                                                          "rotate_degrees", "color_jitter", "pct_start", "div_factor",
+                                                          "rotate_degrees", "color_jitter", "pct_start",
+                                                          "div_factor",
                                                           "final_div_factor", "anneal_strategy", "three_phase",
                                                           "cycle_momentum", "base_momentum", "max_momentum"))
         + f", scheduler={args.scheduler}")
