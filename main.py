@@ -397,6 +397,7 @@ def run(args, command):
     from utils import count_parameters, describe_machine, seed_everything
 
     rank, world, device = setup_distributed("cpu" if args.no_cuda else args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input shapes: time cuDNN's algorithms once
     master = rank == 0
     log = print if master else (lambda *_: None)
     output_dir = Path(args.output_dir).expanduser()

@@ -1,10 +1,13 @@
 """Small models and data shared by the tests."""
+import pytest
 import torch
 from torch import nn
 
 from dataset import BatchedCifarLoader, SyntheticImages
 
 MEAN, STD = (0.45, 0.42, 0.42), (0.2, 0.2, 0.2)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+DEVICES = ["cpu", pytest.param("cuda", marks=needs_cuda)]  # parametrize a test over both; CUDA skips without a GPU
 
 
 def tiny_cnn(num_classes=10):

@@ -9,6 +9,7 @@ import torch
 import dataset
 from dataset import (AlbumentationsDataset, BatchedCifarLoader, DataFormatError, DataNotFoundError, SyntheticImages,
                      cifar_test_transforms, cifar_train_transforms, load_cifar, load_npz)
+from tests.helpers import DEVICES
 
 CIFAR10_DIR = os.environ.get("CIFAR10_DIR")
 
@@ -102,7 +103,8 @@ def augmentation_statistics(images):
     return flipped[valid].mean(), top[valid].mean(), top[valid].std(), hole.mean()
 
 
-def test_batched_loader_augments_like_albumentations():
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_loader_augments_like_albumentations(device):
     n = 3000
     images = np.repeat(position_image()[None], n, axis=0)
     mean = (0.2, 0.3, 0.4)  # the cutout fill, so holes show in the blue channel
@@ -110,8 +112,10 @@ def test_batched_loader_augments_like_albumentations():
     import albumentations as A
     transform = A.Compose(dataset.cifar_augmentations(mean, cutout_size=8), seed=0)
     reference = np.stack([transform(image=image)["image"] for image in images])
-    loader = BatchedCifarLoader(images, np.zeros(n, np.int64), 500, mean, (1, 1, 1), cutout_size=8, seed=0)
-    batched = np.concatenate([loader.augment_batch(torch.arange(i, i + 500)).numpy() for i in range(0, n, 500)])
+    loader = BatchedCifarLoader(images, np.zeros(n, np.int64), 500, mean, (1, 1, 1), cutout_size=8, seed=0,
+                                device=device)
+    index = torch.arange(n, device=device)
+    batched = np.concatenate([loader.augment_batch(index[i:i + 500]).cpu().numpy() for i in range(0, n, 500)])
     assert tuple(reference[reference[..., 2] != 255][0]) == fill
     ref_stats, our_stats = augmentation_statistics(reference), augmentation_statistics(batched)
     assert abs(ref_stats[0] - 0.5) < 0.05 and abs(our_stats[0] - ref_stats[0]) < 0.05  # flip rate
@@ -120,17 +124,23 @@ def test_batched_loader_augments_like_albumentations():
     assert abs(ref_stats[3] - 64 / 1024) < 0.002 and abs(our_stats[3] - ref_stats[3]) < 0.002  # cutout area
 
 
-def test_batched_loader_iterates_like_a_dataloader():
+@pytest.mark.parametrize("device", DEVICES)
+def test_batched_loader_iterates_like_a_dataloader(device):
     data = SyntheticImages(100)
-    loader = BatchedCifarLoader(data.images, data.labels, 32, (0.5,) * 3, (0.25,) * 3, train=False)
+    loader = BatchedCifarLoader(data.images, data.labels, 32, (0.5,) * 3, (0.25,) * 3, train=False, device=device)
     batches = list(loader)
     assert len(loader) == len(batches) == 4 and sum(len(y) for _, y in batches) == 100
     x, y = batches[0]
+    assert x.device.type == y.device.type == device
     assert x.shape == (32, 3, 32, 32) and x.is_contiguous(memory_format=torch.channels_last)
     expected = (torch.as_tensor(data.images[:32]).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.25
-    torch.testing.assert_close(x, expected)
-    train = BatchedCifarLoader(data.images, data.labels, 32, (0.5,) * 3, (0.25,) * 3, train=True)
+    torch.testing.assert_close(x.cpu(), expected)
+    train = BatchedCifarLoader(data.images, data.labels, 32, (0.5,) * 3, (0.25,) * 3, train=True, device=device)
     assert len(train) == 3  # drop_last when training
+    train.set_epoch(1)
+    first = [x.clone() for x, _ in train]
+    train.set_epoch(1)  # the same epoch again: the same order and augmentations (what exact resume needs)
+    assert all(torch.equal(a, b) for a, b in zip(first, (x for x, _ in train)))
 
 
 @pytest.mark.skipif(not CIFAR10_DIR, reason="set CIFAR10_DIR to a folder with the real CIFAR-10 to run")

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import training_utils
-from tests.helpers import sgd, synthetic_loaders, tiny_cnn
+from tests.helpers import needs_cuda, sgd, synthetic_loaders, tiny_cnn
 from training_utils import Precision, resolve_precision, train
 
 
@@ -30,13 +30,38 @@ def test_cpu_precision_follows_bf16_units(monkeypatch):
     assert fp32.dtype is None and not fp32.grad_scaler().is_enabled() and not fp32.channels_last
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_training_on_cuda_with_the_auto_precision():
-    torch.manual_seed(0)
+def cuda_loader():
     train_loader, _ = synthetic_loaders(n_train=1024, batch_size=64)
-    train_loader = type(train_loader)(train_loader.images.cpu(), train_loader.labels.cpu(), 64, (0.45,) * 3,
-                                      (0.2,) * 3, device="cuda")
-    model = Precision.resolve("cuda").prepare(tiny_cnn())
-    first = train(model, "cuda", train_loader, sgd(model), nn.CrossEntropyLoss())
-    second = train(model, "cuda", train_loader, sgd(model), nn.CrossEntropyLoss())
+    return type(train_loader)(train_loader.images.cpu(), train_loader.labels.cpu(), 64, (0.45,) * 3, (0.2,) * 3,
+                              device="cuda")
+
+
+@needs_cuda
+@pytest.mark.parametrize("name", ["auto", "fp16", "fp32"])
+def test_training_on_cuda(name):
+    """Each precision trains on the GPU: "auto" (bf16 from compute capability 8.0, fp16 below), fp16 with
+    its GradScaler (what a T4 runs) on any GPU, and fp32."""
+    torch.manual_seed(0)
+    precision = Precision.resolve("cuda", name)
+    model = precision.prepare(tiny_cnn())
+    optimizer, scaler = sgd(model), precision.grad_scaler()
+    first = train(model, "cuda", cuda_loader(), optimizer, nn.CrossEntropyLoss(), precision=precision, scaler=scaler)
+    second = train(model, "cuda", cuda_loader(), optimizer, nn.CrossEntropyLoss(), precision=precision, scaler=scaler)
     assert second.loss < first.loss and second.acc > 30
+    assert scaler.is_enabled() == (precision.name == "fp16")
+    if scaler.is_enabled():
+        assert 0 < scaler.get_scale() < float("inf")
+
+
+@needs_cuda
+def test_compiled_model_trains_on_cuda():
+    """torch.compile with its default backend (inductor, generating GPU kernels) trains like the plain model."""
+    torch.manual_seed(0)
+    precision = Precision.resolve("cuda")
+    plain = precision.prepare(tiny_cnn())
+    model = torch.compile(plain)
+    optimizer = sgd(plain)
+    first = train(model, "cuda", cuda_loader(), optimizer, nn.CrossEntropyLoss(), precision=precision)
+    second = train(model, "cuda", cuda_loader(), optimizer, nn.CrossEntropyLoss(), precision=precision)
+    assert second.loss < first.loss and second.acc > 30
+    assert training_utils.unwrap(model) is plain

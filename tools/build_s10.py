@@ -30,8 +30,9 @@ md("""## Settings
 The recipe (`recipes.S10`) holds every training setting; this cell reads the few things a run may
 change from the environment: `CIFAR10_DIR` (a folder with `train.npz`/`test.npz` or torchvision's
 `cifar-10-batches-py`; default `./data`, downloading when missing), `EPOCHS`, `BATCH_SIZE`,
-`LR_ITERS`. `SMOKE=1` (CI and `nbval`) swaps in a tiny CPU run on generated images and writes the
-figures to a temporary folder, so `Data/` keeps the real run's.
+`LR_ITERS`, and `COMPILE=1`, which trains the `torch.compile`d model (off by default: see below).
+`SMOKE=1` (CI and `nbval`) swaps in a tiny CPU run on generated images and writes the figures to a
+temporary folder, so `Data/` keeps the real run's.
 
 **The committed outputs** come from `CIFAR10_DIR=<cifar10> make run` with these defaults, on a 2-core
 CPU with AVX-512 BF16 units (bf16 autocast, about 150 training images per second): the full CIFAR-10,
@@ -54,7 +55,11 @@ WORKERS = 0 if SMOKE else None  # None: min(4, cores - 1) DataLoader workers
 SEED = 1
 FIGURES = tempfile.mkdtemp() if SMOKE else "Data"
 CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/s10"
-print(f"data {DATASET}, EPOCHS={EPOCHS}, BATCH_SIZE={BATCH_SIZE}, LR_ITERS={LR_ITERS}, seed {SEED}")"""),
+COMPILE = os.environ.get("COMPILE", "0")
+if COMPILE not in ("0", "1"):
+    raise ValueError(f"COMPILE={COMPILE!r}: use 1 to train the torch.compile'd model, 0 (the default) for the plain one")
+COMPILE = COMPILE == "1"
+print(f"data {DATASET}, EPOCHS={EPOCHS}, BATCH_SIZE={BATCH_SIZE}, LR_ITERS={LR_ITERS}, COMPILE={COMPILE}, seed {SEED}")"""),
 code("""%matplotlib inline
 import time
 
@@ -78,7 +83,13 @@ print(f"machine: {describe_machine(device)}")"""),
 md("""`precision` comes from `resolve_precision`: bf16 autocast on GPUs that compute in bf16 (compute
 capability 8.0 and up), fp16 with a GradScaler on older GPUs (a T4 or V100), bf16 on CPUs with bf16
 units (Intel AMX, AVX-512 BF16), and plain fp32 on other CPUs, where bf16 is *emulated* and runs more
-than ten times slower than fp32.
+than ten times slower than fp32. On CUDA, `cudnn.benchmark` lets cuDNN time its convolution algorithms
+once per input shape and keep the fastest.
+
+`COMPILE=1` trains the `torch.compile`d model (the same weights; the first steps compile it, 40 s on
+the CPU below). It is off by default because no measurement here has shown it to pay: on the 2-core
+AVX-512 BF16 CPU, `benchmarks/throughput.py --compile` measured 161 img/s with it against 162 without
+(bf16, batch 512, batched loader), and no GPU has measured it yet.
 
 ## The data
 CIFAR-10: 50,000 training and 10,000 test images, 32x32 RGB, 10 classes."""),
@@ -222,8 +233,9 @@ seed_everything(SEED)
 model = prepare_model(CustomResNet(num_classes=len(classes)), device)
 optimizer = build_optimizer(recipe, model.parameters(), lr=MAX_LR)
 scheduler = build_one_cycle(recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
+train_model = torch.compile(model) if COMPILE else model  # same weights; checkpoints hold the plain model's
 start = time.perf_counter()
-history = fit(model, device, train_loader, test_loader, optimizer, criterion, EPOCHS, scheduler,
+history = fit(train_model, device, train_loader, test_loader, optimizer, criterion, EPOCHS, scheduler,
               precision=precision, checkpoint_dir=CHECKPOINTS, seed=SEED)
 minutes = (time.perf_counter() - start) / 60
 print(f"final test accuracy after {EPOCHS} epochs: {history['test_acc'][-1]:.2f}% on {len(test_data[1])} test images "
