@@ -130,11 +130,18 @@ def build_parser():
                       + recipe_help("batch_size"))
     data.add_argument("--workers", "--num_workers", type=int, help="DataLoader workers per process "
                       "(default: min(4, cores - 1))")
+    data.add_argument("--loader", choices=["auto", "albumentations", "batched"], default="auto",
+                      help="how training batches are made: albumentations (a DataLoader, one image at a time in "
+                      "worker processes) or batched (CIFAR only: the uint8 images on the training device, each "
+                      "batch cropped, flipped and cut out with tensor operations; one process, one cutout hole, "
+                      "no rotation). auto: batched for CIFAR on one CUDA GPU where the settings allow it, "
+                      "albumentations otherwise")
     data.add_argument("--strict_images", action="store_true", help="stop at the first image that cannot be "
                       "decoded (default: skip it with a warning naming it; stop after 20 failures in a row)")
-    aug = parser.add_argument_group("augmentation (Albumentations, always on)")
-    aug.add_argument("--use_albumentation", action="store_true", help="accepted for compatibility: the "
-                     "augmentations always run through Albumentations")
+    aug = parser.add_argument_group("augmentation (always on: Albumentations, or the same crop, flip and cutout "
+                                    "as tensor operations with --loader batched)")
+    aug.add_argument("--use_albumentation", action="store_true", help="augment with Albumentations "
+                     "(= --loader albumentations)")
     aug.add_argument("--cutout", action=flag, help="cutout on or off (on: --cutout_holes holes of --cutout_length "
                      "pixels, filled with the data mean; default: on where the recipe has holes)")
     aug.add_argument("--cutout_holes", type=int, help="number of cutout holes" + recipe_help("cutout_holes"))
@@ -276,6 +283,18 @@ def validate(parser, args):
     check(not (args.find_lr and world > 1), "--find_lr runs in one process: run it without torchrun")
     check(not (args.find_lr and args.resume), "--resume continues a training run; it does not apply to --find_lr")
     check(args.image_size >= 32, f"--image_size must be at least 32, got {args.image_size}")
+    check(not (args.use_albumentation and args.loader == "batched"),
+          "--use_albumentation and --loader batched contradict each other: choose one")
+    if args.use_albumentation:
+        args.loader = "albumentations"
+    if args.loader == "batched":
+        check(args.dataset != "imagefolder", "--loader batched works on CIFAR arrays; image folders train from "
+              "the Albumentations DataLoader (--loader albumentations)")
+        check(world == 1, "--loader batched runs in one process; under torchrun use --loader albumentations")
+        check(args.rotate_degrees == 0, "--loader batched has no rotation: use --loader albumentations for "
+              "--rotate_degrees")
+        check(args.cutout_holes <= 1, f"--loader batched cuts one hole per image, not --cutout_holes "
+              f"{args.cutout_holes}: use --loader albumentations for more")
     if isinstance(args.max_lr, str):
         check(not args.find_lr, "--find_lr picks the max LR itself; leave out --max_lr")
         args.max_lr = max_lr_from_report(parser, args.max_lr, args.batch_size)
@@ -359,6 +378,31 @@ def build_data(args):
     return train_set, val_set, dataset.class_names(args.dataset)
 
 
+def choose_loader(args, device, world):
+    """``"batched"`` or ``"albumentations"``: ``--loader``, or for ``auto`` the batched loader wherever it
+    can train (CIFAR, one process, at most one cutout hole, no rotation) on CUDA, where one image at a time
+    in a few CPU workers cannot keep the GPU busy."""
+    if args.loader != "auto":
+        return args.loader
+    possible = args.dataset != "imagefolder" and world == 1 and args.rotate_degrees == 0 and args.cutout_holes <= 1
+    return "batched" if possible and device.type == "cuda" else "albumentations"
+
+
+def batched_loaders(args, train_set, val_set, batch, device):
+    """BatchedCifarLoaders on ``device`` over the arrays of ``build_data``'s CIFAR sets: the same crop
+    (pad 4), flip and cutout statistics and the same normalisation as their Albumentations transforms."""
+    import dataset
+
+    images, labels = train_set.source.images, train_set.source.labels
+    mean, std = dataset.channel_stats(images)
+    cutout = args.cutout_length if args.cutout_holes else 0
+    train_loader = dataset.BatchedCifarLoader(images, labels, batch, mean, std, train=True, device=device,
+                                              cutout_size=cutout, seed=args.seed)
+    val_loader = dataset.BatchedCifarLoader(val_set.source.images, val_set.source.labels, batch, mean, std,
+                                            train=False, device=device)
+    return train_loader, val_loader
+
+
 def training_recipe(args):
     """The recipe as this run uses it: the data set's recipe with every command-line override."""
     from dataclasses import replace
@@ -406,9 +450,12 @@ def run(args, command):
         sys.exit(f"main.py: error: --num_classes {args.num_classes} does not match the data: {args.dataset} "
                  f"{args.data_dir or ''} holds {len(class_names)} classes")
     batch = args.batch_size // world
-    train_loader = dataset.make_loader(train_set, batch, True, device, args.workers, seed=args.seed,
-                                       num_replicas=world, rank=rank)
-    val_loader = dataset.make_loader(val_set, batch, False, device, args.workers, num_replicas=world, rank=rank)
+    if choose_loader(args, device, world) == "batched":
+        train_loader, val_loader = batched_loaders(args, train_set, val_set, batch, device)
+    else:
+        train_loader = dataset.make_loader(train_set, batch, True, device, args.workers, seed=args.seed,
+                                           num_replicas=world, rank=rank)
+        val_loader = dataset.make_loader(val_set, batch, False, device, args.workers, num_replicas=world, rank=rank)
     if len(train_loader) == 0:
         sys.exit(f"main.py: error: {len(train_set)} training images make no full batch of {args.batch_size}")
     recipe = training_recipe(args)
@@ -424,9 +471,11 @@ def run(args, command):
     criterion = build_criterion(recipe)
     image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
+    batched = isinstance(train_loader, dataset.BatchedCifarLoader)
+    loader_name = "batched loader (on the device)" if batched else "Albumentations DataLoader"
     description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px)"
     log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
-        f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch")
+        f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch, {loader_name}")
     log("recipe " + recipe.name + ": " + ", ".join(
         f"{field}={getattr(recipe, field):g}" if isinstance(getattr(recipe, field), float) else
         f"{field}={getattr(recipe, field)}" for field in ("epochs", "max_lr", "weight_decay", "momentum",

@@ -170,6 +170,9 @@ def test_help_explains_the_options():
     (["--max_lr", "0.1", "--resume", "/no/such/last.pt"], "/no/such/last.pt"),
     (["--max_lr", "0.1", "--torchvision_init"], "--torchvision_init applies to --model resnet50"),
     (["--max_lr", "0.1", "--color_jitter", "1.5"], "--color_jitter must be in [0, 1], got 1.5"),
+    (["--max_lr", "0.1", "--loader", "batched", "--rotate_degrees", "15"], "--loader batched has no rotation"),
+    (["--max_lr", "0.1", "--loader", "batched", "--cutout_holes", "2"], "not --cutout_holes 2"),
+    (["--max_lr", "0.1", "--loader", "batched", "--use_albumentation"], "contradict each other"),
 ])
 def test_bad_arguments_exit_with_code_2(tmp_path, args, named):
     result = run_main(*args, "--output_dir", tmp_path / "out")
@@ -241,3 +244,18 @@ def test_real_image_folder():
     per_class = max(1, 40 // len(classes))
     assert len(train_set) == len(val_set) == per_class * len(classes)  # every class has a few images
     assert train_set[0][0].shape == val_set[0][0].shape == (3, 64, 64)
+
+
+def test_auto_loader_is_the_batched_one_for_cifar_on_one_gpu():
+    from argparse import Namespace
+
+    from main import choose_loader
+
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    plain = dict(loader="auto", dataset="cifar10", rotate_degrees=0, cutout_holes=1)
+    assert choose_loader(Namespace(**plain), cuda, 1) == "batched"
+    assert choose_loader(Namespace(**plain), cpu, 1) == "albumentations"  # on a CPU both share the cores
+    assert choose_loader(Namespace(**plain), cuda, 2) == "albumentations"  # torchrun: the sampler shards
+    for change in ({"dataset": "imagefolder"}, {"rotate_degrees": 15}, {"cutout_holes": 2}):
+        assert choose_loader(Namespace(**{**plain, **change}), cuda, 1) == "albumentations", change
+    assert choose_loader(Namespace(**{**plain, "loader": "batched"}), cpu, 1) == "batched"

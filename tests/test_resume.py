@@ -67,9 +67,9 @@ def test_each_epoch_augments_and_shuffles_differently_but_reproducibly():
     assert sorted(first[1].tolist()) == sorted(second[1].tolist()) == sorted(data.labels.tolist())
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_main_resumed_from_epoch_1_equals_the_straight_run(tiny_cifar, tmp_path, workers):  # noqa: F811
-    common = ["--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, "--workers", workers,
+@pytest.mark.parametrize("loader", [["--workers", 0], ["--workers", 2], ["--loader", "batched"]])
+def test_main_resumed_from_epoch_1_equals_the_straight_run(tiny_cifar, tmp_path, loader):  # noqa: F811
+    common = ["--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, *loader,
               "--cycle_momentum", "--save_every", 1, "--no_plots"]
     straight = run_main(*common, "--output_dir", tmp_path / "straight", timeout=300)
     assert straight.returncode == 0, straight.stderr[-2000:]
@@ -77,6 +77,7 @@ def test_main_resumed_from_epoch_1_equals_the_straight_run(tiny_cifar, tmp_path,
                        "--resume", tmp_path / "straight" / "epoch_1.pt", timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing at epoch 2" in resumed.stdout
+    assert ("batched loader" in resumed.stdout) == ("batched" in loader)
     a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
     assert sum(t.is_floating_point() for t in a["model"].values()) == 42  # weights, biases, BN statistics
     for name, tensor in a["model"].items():
