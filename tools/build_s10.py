@@ -35,8 +35,8 @@ change from the environment: `CIFAR10_DIR` (a folder with `train.npz`/`test.npz`
 temporary folder, so `Data/` keeps the real run's.
 
 **The committed outputs** come from `CIFAR10_DIR=<cifar10> make run` with these defaults, on a 2-core
-CPU with AVX-512 BF16 units (bf16 autocast, about 150 training images per second): the full CIFAR-10,
-the range test's 100 iterations and the recipe's 24-epoch one cycle, 2 h 21 min in all. On a GPU the
+CPU with AVX-512 BF16 units (bf16 autocast, about 145 training images per second): the full CIFAR-10,
+the range test's 100 iterations and the recipe's 24-epoch one cycle, 2 h 29 min in all. On a GPU the
 same run takes minutes; `EPOCHS=8` gives a shorter cycle (see the end of the lesson)."""),
 code("""import os
 import tempfile
@@ -86,10 +86,10 @@ units (Intel AMX, AVX-512 BF16), and plain fp32 on other CPUs, where bf16 is *em
 than ten times slower than fp32. On CUDA, `cudnn.benchmark` lets cuDNN time its convolution algorithms
 once per input shape and keep the fastest.
 
-`COMPILE=1` trains the `torch.compile`d model (the same weights; the first steps compile it, 40 s on
-the CPU below). It is off by default because no measurement here has shown it to pay: on the 2-core
-AVX-512 BF16 CPU, `benchmarks/throughput.py --compile` measured 161 img/s with it against 162 without
-(bf16, batch 512, batched loader), and no GPU has measured it yet.
+`COMPILE=1` trains the `torch.compile`d model (the same weights; its first steps compile it, 40 s on
+the committed run's 2-core CPU). It is off by default because no measurement here has shown it to
+pay: on that CPU, `benchmarks/throughput.py --compile` measured 161 training images per second with it
+against 162 without (bf16, batch 512, batched loader), and no GPU has measured it yet.
 
 ## The data
 CIFAR-10: 50,000 training and 10,000 test images, 32x32 RGB, 10 classes."""),
@@ -291,7 +291,7 @@ md("""## What to try next
   smoothing (`--label_smoothing 0`) and compare the final accuracy.
 * Another length: `EPOCHS=8` or `EPOCHS=12` squeezes the same one cycle into fewer steps (an earlier
   8-epoch run of this notebook on the same CPU reached 91.59% in 46 minutes, against 94.20% in
-  134 minutes for 24); compare the final accuracy and the time per point gained."""),
+  139 minutes for 24); compare the final accuracy and the time per point gained."""),
 ]
 notebook = new_notebook(cells=cells, metadata={
     "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
