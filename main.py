@@ -288,13 +288,8 @@ def validate(parser, args):
     if args.use_albumentation:
         args.loader = "albumentations"
     if args.loader == "batched":
-        check(args.dataset != "imagefolder", "--loader batched works on CIFAR arrays; image folders train from "
-              "the Albumentations DataLoader (--loader albumentations)")
-        check(world == 1, "--loader batched runs in one process; under torchrun use --loader albumentations")
-        check(args.rotate_degrees == 0, "--loader batched has no rotation: use --loader albumentations for "
-              "--rotate_degrees")
-        check(args.cutout_holes <= 1, f"--loader batched cuts one hole per image, not --cutout_holes "
-              f"{args.cutout_holes}: use --loader albumentations for more")
+        problem = batched_loader_problem(args, world)
+        check(problem is None, problem)
     if isinstance(args.max_lr, str):
         check(not args.find_lr, "--find_lr picks the max LR itself; leave out --max_lr")
         args.max_lr = max_lr_from_report(parser, args.max_lr, args.batch_size)
@@ -378,13 +373,28 @@ def build_data(args):
     return train_set, val_set, dataset.class_names(args.dataset)
 
 
+def batched_loader_problem(args, world):
+    """Why the batched loader cannot train these settings (CIFAR, one process, at most one cutout hole, no
+    rotation), as the message for ``--loader batched``; None when it can."""
+    if args.dataset == "imagefolder":
+        return ("--loader batched works on CIFAR arrays; image folders train from the Albumentations DataLoader "
+                "(--loader albumentations)")
+    if world != 1:
+        return "--loader batched runs in one process; under torchrun use --loader albumentations"
+    if args.rotate_degrees != 0:
+        return "--loader batched has no rotation: use --loader albumentations for --rotate_degrees"
+    if args.cutout_holes > 1:
+        return (f"--loader batched cuts one hole per image, not --cutout_holes {args.cutout_holes}: use "
+                "--loader albumentations for more")
+    return None
+
+
 def choose_loader(args, device, world):
     """``"batched"`` or ``"albumentations"``: ``--loader``, or for ``auto`` the batched loader wherever it
-    can train (CIFAR, one process, at most one cutout hole, no rotation) on CUDA, where one image at a time
-    in a few CPU workers cannot keep the GPU busy."""
+    can train on CUDA, where one image at a time in a few CPU workers cannot keep the GPU busy."""
     if args.loader != "auto":
         return args.loader
-    possible = args.dataset != "imagefolder" and world == 1 and args.rotate_degrees == 0 and args.cutout_holes <= 1
+    possible = batched_loader_problem(args, world) is None
     return "batched" if possible and device.type == "cuda" else "albumentations"
 
 

@@ -19,12 +19,12 @@ def tiny_cnn(num_classes=10):
         nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
 
 
-def synthetic_loaders(n_train=1024, n_test=256, batch_size=64, seed=0, augment=False):
-    """Batched loaders over SyntheticImages (deterministic given ``seed``)."""
+def synthetic_loaders(n_train=1024, n_test=256, batch_size=64, seed=0, augment=False, device="cpu"):
+    """Batched loaders over SyntheticImages on ``device`` (deterministic given ``seed``)."""
     train, test = SyntheticImages(n_train, seed=seed), SyntheticImages(n_test, seed=seed + 1)
     train_loader = BatchedCifarLoader(train.images, train.labels, batch_size, MEAN, STD, train=True,
-                                      augment=augment, seed=seed)
-    test_loader = BatchedCifarLoader(test.images, test.labels, 256, MEAN, STD, train=False)
+                                      augment=augment, seed=seed, device=device)
+    test_loader = BatchedCifarLoader(test.images, test.labels, 256, MEAN, STD, train=False, device=device)
     return train_loader, test_loader
 
 

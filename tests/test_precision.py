@@ -31,9 +31,7 @@ def test_cpu_precision_follows_bf16_units(monkeypatch):
 
 
 def cuda_loader():
-    train_loader, _ = synthetic_loaders(n_train=1024, batch_size=64)
-    return type(train_loader)(train_loader.images.cpu(), train_loader.labels.cpu(), 64, (0.45,) * 3, (0.2,) * 3,
-                              device="cuda")
+    return synthetic_loaders(n_train=1024, batch_size=64, device="cuda")[0]
 
 
 @needs_cuda
