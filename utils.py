@@ -1,4 +1,6 @@
 """Helpers around training: data statistics, misclassified samples, device choice, seeding, summaries."""
+import contextlib
+import copy
 import os
 import platform
 import random
@@ -43,14 +45,14 @@ def get_predictions(model, device, loader, precision="auto"):
     from training_utils import Precision
 
     precision = Precision.resolve(device, precision)
-    model.eval()
-    truth, predicted = [], []
-    for batch in loader:
-        x, y = precision.batch(*batch)
-        with precision.autocast():
-            predicted.append(model(x).argmax(1).cpu())
-        truth.append(y.cpu())
-    return torch.cat(truth).numpy(), torch.cat(predicted).numpy()
+    with evaluating(model):
+        truth, predicted = [], []
+        for batch in loader:
+            x, y = precision.batch(*batch)
+            with precision.autocast():
+                predicted.append(model(x).argmax(1).cpu())
+            truth.append(y.cpu())
+        return torch.cat(truth).numpy(), torch.cat(predicted).numpy()
 
 
 def misclassified(truth, predicted, max_items=None):
@@ -67,17 +69,17 @@ def get_misclassified_data(model, device, loader, max_items=None, precision="aut
     from training_utils import Precision
 
     precision = Precision.resolve(device, precision)
-    model.eval()
-    found = []
-    for batch in loader:
-        x, y = precision.batch(*batch)
-        with precision.autocast():
-            predicted = model(x).argmax(1)
-        for index in torch.nonzero(predicted != y).flatten().tolist():
-            found.append((x[index].float().cpu(), int(y[index]), int(predicted[index])))
-            if max_items is not None and len(found) >= max_items:
-                return found
-    return found
+    with evaluating(model):
+        found = []
+        for batch in loader:
+            x, y = precision.batch(*batch)
+            with precision.autocast():
+                predicted = model(x).argmax(1)
+            for index in torch.nonzero(predicted != y).flatten().tolist():
+                found.append((x[index].float().cpu(), int(y[index]), int(predicted[index])))
+                if max_items is not None and len(found) >= max_items:
+                    return found
+        return found
 
 
 def describe_machine(device):
@@ -111,29 +113,58 @@ def seed_everything(seed=1):
     torch.manual_seed(seed)
 
 
-def model_summary(model, input_size=(3, 32, 32), device=None):
-    """torchsummary's layer table for ``model`` on CPU or CUDA (the model is moved to ``device``)."""
-    device = torch.device(device or next(model.parameters()).device)
-    model = model.to(device)
-    summary(model, input_size=input_size, device=device.type)
-
-
-def block_summary(model, input_size=(3, 224, 224), device="cpu"):
-    """The model at block level, as a printable table: one row per top-level child of ``model`` (for
-    ResNet-50: the stem layers, ``layer1``..``layer4`` with their bottleneck counts, the pooling and the
-    head) with its output shape for one input of ``input_size`` and its parameter count.
-    ``model_summary`` gives torchsummary's full per-layer table."""
-    model = model.to(torch.device(device))
-    shapes = {}
-    hooks = [child.register_forward_hook(lambda module, inputs, output, name=name: shapes.__setitem__(name, output.shape))
-             for name, child in model.named_children()]
-    training = model.training
+@contextlib.contextmanager
+def evaluating(model):
+    """Inside the block, ``model`` is in eval mode and autograd is off, so a forward pass changes no running
+    statistics (nor BN's ``num_batches_tracked``), parameter or gradient; afterwards every submodule is
+    back in the mode it was in (a model in training mode with a frozen, eval-mode layer stays so).
+    The helpers that run a model only to describe it or read its predictions use it."""
+    modes = [(module, module.training) for module in model.modules()]
     try:
         model.eval()
         with torch.no_grad():
+            yield model
+    finally:
+        for module, training in modes:
+            module.training = training
+
+
+def _where_to_describe(model, device):
+    """``(model, device)`` for a describing forward pass: the model itself where its parameters are, or,
+    when ``device`` names another device, a copy there, so the model is never moved."""
+    here = next(model.parameters()).device
+    device = torch.device(device) if device is not None else here
+    if device.type == here.type and device.index in (None, here.index):
+        return model, here
+    return copy.deepcopy(model).to(device), device
+
+
+def model_summary(model, input_size=(3, 32, 32), device=None):
+    """Print torchsummary's layer table for ``model`` (CPU or CUDA).
+
+    The model is left exactly as it was: torchsummary's random batch goes through it in eval mode without
+    autograd (``evaluating``), so its mode, running statistics, gradients, ``requires_grad``, device and
+    memory format are unchanged. ``device`` defaults to where the model is; another device summarises a
+    copy there."""
+    model, device = _where_to_describe(model, device)
+    with evaluating(model):
+        summary(model, input_size=input_size, device=device.type)
+
+
+def block_summary(model, input_size=(3, 224, 224), device=None):
+    """The model at block level, as a printable table: one row per top-level child of ``model`` (for
+    ResNet-50: the stem layers, ``layer1``..``layer4`` with their bottleneck counts, the pooling and the
+    head) with its output shape for one input of ``input_size`` and its parameter count.
+    ``model_summary`` gives torchsummary's full per-layer table. Like it, this leaves the model exactly as
+    it was (``evaluating``); ``device`` defaults to where the model is, another device describes a copy."""
+    model, device = _where_to_describe(model, device)
+    shapes = {}
+    hooks = [child.register_forward_hook(lambda module, inputs, output, name=name: shapes.__setitem__(name, output.shape))
+             for name, child in model.named_children()]
+    try:
+        with evaluating(model):
             model(torch.zeros(1, *input_size, device=device))
     finally:
-        model.train(training)
         for hook in hooks:
             hook.remove()
 
