@@ -1,5 +1,6 @@
 # make run:  create the venv, install, and execute S10.ipynb headless in place (set CIFAR10_DIR, EPOCHS, ...)
 # make test: create the venv, install, run the unit tests and the notebooks in SMOKE mode under nbval
+# Both install requirements-dev.txt: the lessons' libraries (requirements.txt) plus jupyter, nbval, pytest.
 VENV ?= .venv
 PYTHON ?= python3
 NOTEBOOKS := $(wildcard S10.ipynb ImageNet_LR_Finder.ipynb)
@@ -8,10 +9,10 @@ NOTEBOOKS := $(wildcard S10.ipynb ImageNet_LR_Finder.ipynb)
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet -r requirements-dev.txt
 	touch $@
 
 run: install

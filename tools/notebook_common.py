@@ -16,14 +16,15 @@ def badge(notebook_name, repo_url=REPO_URL, branch=BRANCH):
 
 
 SETUP_TEMPLATE = '''# Colab setup; outside Colab this cell only says so. In Colab it fetches this repository when its
-# modules are not importable, changes into it, installs what requirements.txt lists and Colab lacks
-# (never torch or torchvision: Colab's own CUDA builds stay), and names the GPU.
+# modules are not importable, changes into it, installs what requirements.txt (the lessons' libraries;
+# not the tests' requirements-dev.txt) lists and Colab lacks (never torch or torchvision: Colab's own
+# CUDA builds stay), and names the GPU.
 REPO_URL = "{repo_url}"  # this repository (README: "Running in Colab")
 import os
 import sys
 
 
-def missing_requirements(path, skip=("torch", "torchvision", "jupyter", "nbconvert")):
+def missing_requirements(path, skip=("torch", "torchvision")):
     """The lines of a requirements file that the running Python does not satisfy, except ``skip``."""
     from importlib.metadata import PackageNotFoundError, version
     from packaging.requirements import Requirement
@@ -44,6 +45,7 @@ def missing_requirements(path, skip=("torch", "torchvision", "jupyter", "nbconve
 
 
 def colab_setup():
+    """Fetch this repository if its modules are not importable, install what it needs, name the GPU."""
     import importlib.util
     import subprocess
     if importlib.util.find_spec("recipes") is None:
