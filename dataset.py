@@ -27,11 +27,12 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
+# a folder's batch files and their md5 sums are those torchvision's class ("torchvision") lists
 _CIFAR = {
-    "cifar10": {"env": "CIFAR10_DIR", "num_classes": 10, "folder": "cifar-10-batches-py",
-                "train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"], "key": b"labels"},
-    "cifar100": {"env": "CIFAR100_DIR", "num_classes": 100, "folder": "cifar-100-python",
-                 "train": ["train"], "test": ["test"], "key": b"fine_labels"},
+    "cifar10": {"env": "CIFAR10_DIR", "num_classes": 10, "torchvision": "CIFAR10", "folder": "cifar-10-batches-py",
+                "key": b"labels"},
+    "cifar100": {"env": "CIFAR100_DIR", "num_classes": 100, "torchvision": "CIFAR100", "folder": "cifar-100-python",
+                 "key": b"fine_labels"},
 }
 
 
@@ -76,10 +77,43 @@ def load_npz(path, num_classes):
     return images, labels.astype(np.int64)
 
 
-def _load_torchvision_folder(folder, spec, train):
-    images, labels = [], []
-    for name in spec["train" if train else "test"]:
-        with open(folder / name, "rb") as file:
+def _torchvision_cifar(spec):
+    import torchvision
+    return getattr(torchvision.datasets, spec["torchvision"])
+
+
+def _batch_files(spec, train):
+    """``[(file name, md5), ...]`` of one split, as torchvision's CIFAR class lists them."""
+    dataset_class = _torchvision_cifar(spec)
+    return dataset_class.train_list if train else dataset_class.test_list
+
+
+def check_cifar_folder(folder, name="cifar10", train=True):
+    """torchvision's own integrity check of one split of a torchvision-format folder such as
+    ``cifar-10-batches-py``: ``check_integrity`` of each batch file against the md5 sum torchvision's
+    CIFAR10 / CIFAR100 class lists. Raises ``DataFormatError`` naming each missing or damaged file and
+    how to get a good copy."""
+    from torchvision.datasets.utils import check_integrity
+    spec, folder, bad = _CIFAR[name], Path(folder), []
+    for file, md5 in _batch_files(spec, train):
+        path = folder / file
+        if not path.is_file():
+            bad.append(f"{file} (missing)")
+        elif not check_integrity(path, md5):
+            bad.append(f"{file} ({path.stat().st_size:,} bytes, md5 differs)")
+    if bad:
+        raise DataFormatError(
+            f"{folder}: torchvision's integrity check failed for {', '.join(bad)}: incomplete or damaged. "
+            f"Get a good copy: delete the folder {folder} and run once with network access (torchvision "
+            f"downloads {name} again and checks it), or set {spec['env']} to a folder with a good copy "
+            "(or pass data_dir).")
+
+
+def _load_torchvision_folder(folder, name, train):
+    check_cifar_folder(folder, name, train)
+    spec, images, labels = _CIFAR[name], [], []
+    for file_name, _ in _batch_files(spec, train):
+        with open(folder / file_name, "rb") as file:
             entry = pickle.load(file, encoding="bytes")
         images.append(np.asarray(entry[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
         labels.append(np.asarray(entry[spec["key"]], dtype=np.int64))
@@ -93,9 +127,9 @@ def load_cifar(name="cifar10", data_dir=None, train=True, download=True):
     files), the stand-in the notebooks use in SMOKE mode.
 
     Looks, in order, for: ``<data_dir>/train.npz`` / ``test.npz`` (keys ``images`` and ``labels``); a
-    torchvision-format folder ``<data_dir>/cifar-10-batches-py``; torchvision's download into
-    ``data_dir``. ``data_dir`` defaults to the ``CIFAR10_DIR`` (``CIFAR100_DIR``) environment variable,
-    else ``./data``.
+    torchvision-format folder ``<data_dir>/cifar-10-batches-py`` (md5-checked first: ``check_cifar_folder``);
+    torchvision's download into ``data_dir``. ``data_dir`` defaults to the ``CIFAR10_DIR``
+    (``CIFAR100_DIR``) environment variable, else ``./data``.
     """
     if name == "synthetic":
         data = SyntheticImages(n=384 if train else 256, seed=0 if train else 1)
@@ -108,13 +142,11 @@ def load_cifar(name="cifar10", data_dir=None, train=True, download=True):
     if npz.is_file():
         return load_npz(npz, spec["num_classes"])
     folder = root / spec["folder"]
-    if (folder / spec["test"][0]).is_file():
-        return _load_torchvision_folder(folder, spec, train)
+    if (folder / _batch_files(spec, train=False)[0][0]).is_file():
+        return _load_torchvision_folder(folder, name, train)
     if download:
-        import torchvision
-        dataset_class = torchvision.datasets.CIFAR10 if name == "cifar10" else torchvision.datasets.CIFAR100
         try:
-            dataset = dataset_class(str(root), train=train, download=True)
+            dataset = _torchvision_cifar(spec)(str(root), train=train, download=True)
         except Exception as error:  # URLError, timeouts, SSL errors, a broken archive
             raise DataNotFoundError(_missing_cifar_message(name, root, spec, f"the download failed: {error}")) from None
         return np.asarray(dataset.data, dtype=np.uint8), np.asarray(dataset.targets, dtype=np.int64)

@@ -28,18 +28,65 @@ def test_npz_folder_is_read_first(tmp_path):
     assert loaded_labels.dtype == np.int64 and list(loaded_labels[:3]) == [0, 1, 2]
 
 
-def test_torchvision_folder_is_read(tmp_path):
-    folder = tmp_path / "cifar-10-batches-py"
+CIFAR10_BATCHES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+def write_torchvision_folder(root, chw, labels):
+    """A small folder in torchvision's ``cifar-10-batches-py`` layout: each batch file holds ``chw``."""
+    folder = root / "cifar-10-batches-py"
     folder.mkdir()
-    rng = np.random.default_rng(1)
-    chw = rng.integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
-    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+    for name in CIFAR10_BATCHES:
         with open(folder / name, "wb") as file:
-            pickle.dump({b"data": chw.reshape(6, -1), b"labels": [1, 2, 3, 4, 5, 6]}, file)
-    images, labels = load_cifar("cifar10", tmp_path, train=True, download=False)
+            pickle.dump({b"data": chw.reshape(len(chw), -1), b"labels": labels}, file)
+    return folder
+
+
+@pytest.fixture
+def small_torchvision_folder(tmp_path, monkeypatch):
+    """A small cifar-10-batches-py whose md5 sums stand in for the real files' in torchvision's CIFAR10
+    lists for this test, so the loader's integrity check runs on it unchanged."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import calculate_md5
+    chw = np.random.default_rng(1).integers(0, 256, (6, 3, 32, 32), dtype=np.uint8)
+    folder = write_torchvision_folder(tmp_path, chw, [1, 2, 3, 4, 5, 6])
+    sums = [[name, calculate_md5(folder / name)] for name in CIFAR10_BATCHES]
+    monkeypatch.setattr(CIFAR10, "train_list", sums[:5])
+    monkeypatch.setattr(CIFAR10, "test_list", sums[5:])
+    return folder, chw
+
+
+def test_torchvision_folder_is_read(small_torchvision_folder):
+    folder, chw = small_torchvision_folder
+    images, labels = load_cifar("cifar10", folder.parent, train=True, download=False)
     assert images.shape == (30, 32, 32, 3)
     np.testing.assert_array_equal(images[0], chw[0].transpose(1, 2, 0))
     assert labels[:6].tolist() == [1, 2, 3, 4, 5, 6]
+    assert load_cifar("cifar10", folder.parent, train=False, download=False)[0].shape == (6, 32, 32, 3)
+
+
+def test_truncated_batch_file_is_named_with_how_to_get_a_good_copy(small_torchvision_folder):
+    folder, _ = small_torchvision_folder
+    batch = folder / "data_batch_3"
+    batch.write_bytes(batch.read_bytes()[:1000])  # an interrupted copy
+    with pytest.raises(DataFormatError) as error:
+        load_cifar("cifar10", folder.parent, train=True, download=False)
+    message = str(error.value)
+    assert "data_batch_3 (1,000 bytes, md5 differs)" in message and "data_batch_1" not in message
+    assert f"delete the folder {folder}" in message and "CIFAR10_DIR" in message
+    assert load_cifar("cifar10", folder.parent, train=False, download=False)[0].shape == (6, 32, 32, 3)
+    batch.unlink()
+    with pytest.raises(DataFormatError, match=r"data_batch_3 \(missing\)"):
+        load_cifar("cifar10", folder.parent, train=True, download=False)
+
+
+def test_torchvision_folder_is_checked_against_torchvisions_own_md5_sums(tmp_path):
+    # the real sums: a folder that is not torchvision's CIFAR-10 is refused, every file by name
+    write_torchvision_folder(tmp_path, np.zeros((2, 3, 32, 32), np.uint8), [0, 1])
+    with pytest.raises(DataFormatError) as error:
+        load_cifar("cifar10", tmp_path, train=True, download=True)
+    assert all(f"data_batch_{i} (" in str(error.value) for i in range(1, 6))
+    with pytest.raises(DataFormatError, match="test_batch"):
+        load_cifar("cifar10", tmp_path, train=False, download=True)
 
 
 def test_missing_data_names_the_three_ways(tmp_path):
