@@ -1,7 +1,9 @@
 """The learning-rate range test (Leslie Smith), on top of torch-lr-finder.
 
-``find_lr`` runs torch-lr-finder's ``range_test`` with our precision and memory-format settings and any
-loader that yields ``(x, y)`` batches, restores model and optimizer afterwards, and returns the curve
+``LRFinder`` is torch-lr-finder's class as a drop-in, with the specification's ``range_test`` and
+``plot`` returns. ``find_lr`` runs torch-lr-finder's ``range_test`` with our precision and memory-format
+settings on any loader of ``(inputs, labels, ...)`` batches (or a ``TrainDataLoaderIter`` subclass for
+other batches, as with the library), restores model and optimizer afterwards, and returns the curve
 with four suggestions:
 
 * ``steepest``: the LR where the (smoothed) loss falls fastest before its minimum, torch-lr-finder's
@@ -19,7 +21,9 @@ import contextlib
 import functools
 import io
 import json
+import inspect
 import math
+import numbers
 import os
 import random
 import textwrap
@@ -36,81 +40,190 @@ with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which 
     import torch_lr_finder.lr_finder as library
     from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
+from dataset import BatchedCifarLoader
 from training_utils import Precision, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
 from visualize import plot_lr_finder, plot_training_history  # noqa: F401 (the same)
 
 
+SPEC_START_LR = 1e-7  # the specification's range_test default; torch-lr-finder's (None) starts at the optimizer's LR
+
+
+def _bind(order, args, kwargs):
+    """Bind a method call by Python's own rules: ``order`` is a function whose parameters are the method's
+    in one order (its ``__qualname__`` the method's, so a call that does not fit raises Python's
+    ``TypeError`` with the method's name). Returns the names the call gave and every argument but
+    ``self``, defaults filled in."""
+    arguments = order(*args, **kwargs)
+    given = set(list(inspect.signature(order).parameters)[:len(args)]) | set(kwargs)
+    del arguments["self"]
+    return given, arguments
+
+
+def _named(qualname):
+    """Decorator: give the function ``qualname`` as its ``__qualname__``, the name Python's argument errors use."""
+    def rename(function):
+        function.__qualname__ = qualname
+        return function
+    return rename
+
+
+@_named("LRFinder.range_test")
+def _range_test_in_specification_order(self, train_loader, start_lr=SPEC_START_LR, end_lr=10, num_iter=100,
+                                       step_mode="exp", smooth_f=0.05, diverge_th=5, accumulation_steps=1,
+                                       non_blocking_transfer=True, val_loader=None):
+    """``LRFinder.range_test``'s arguments in the specification's order (``_bind`` uses it)."""
+    return locals()
+
+
+@_named("LRFinder.range_test")
+def _range_test_in_package_order(self, train_loader, val_loader=None, start_lr=SPEC_START_LR, end_lr=10,
+                                 num_iter=100, step_mode="exp", smooth_f=0.05, diverge_th=5, accumulation_steps=1,
+                                 non_blocking_transfer=True):
+    """``LRFinder.range_test``'s arguments in torch-lr-finder's order (``_bind`` uses it)."""
+    return locals()
+
+
+@_named("LRFinder.plot")
+def _plot_in_specification_order(self, skip_start=10, skip_end=5, log_lr=True, title=None, save_path=None,
+                                 show_lr=None, ax=None, suggest_lr=True):
+    """``LRFinder.plot``'s arguments in the specification's order (``_bind`` uses it)."""
+    return locals()
+
+
+@_named("LRFinder.plot")
+def _plot_in_package_order(self, skip_start=10, skip_end=5, log_lr=True, show_lr=None, ax=None, suggest_lr=True,
+                           title=None, save_path=None):
+    """``LRFinder.plot``'s arguments in torch-lr-finder's order (``_bind`` uses it)."""
+    return locals()
+
+
+_RANGE_TEST_PACKAGE_ONLY = {"val_loader", "accumulation_steps", "non_blocking_transfer"}
+_PLOT_PACKAGE_ONLY = {"show_lr", "ax", "suggest_lr"}
+
+
+def _is_start_lr(value):
+    """Whether ``value`` is a start LR as torch-lr-finder takes one: a number, or a list of one per group."""
+    if isinstance(value, list):
+        return len(value) > 0 and all(isinstance(item, numbers.Real) for item in value)
+    return isinstance(value, numbers.Real)
+
+
 class LRFinder(library.LRFinder):
-    """torch-lr-finder's ``LRFinder`` with the signature and returns the specification documents:
+    """torch-lr-finder's ``LRFinder`` (0.2.2) as a drop-in, with the specification's calls and returns::
 
         lr_finder = LRFinder(model, optimizer, criterion, device)
         lrs, losses = lr_finder.range_test(train_loader, start_lr=1e-7, end_lr=10, num_iter=100)
         index = lr_finder.plot(skip_start=10, skip_end=5, log_lr=True, title="Learning Rate Finder")
+        lr_finder.reset()  # the model and optimizer as they were before the test
 
-    ``range_test`` returns the LRs and smoothed losses it recorded; ``plot`` draws them (optionally
-    saving to ``save_path``) and returns the index in ``lrs`` of the suggested LR (the steepest fall,
-    torch-lr-finder's rule; ``find_lr`` gives all four suggestions). Call ``reset()`` afterwards to
-    restore the model and optimizer, as with the library."""
+    The constructor, ``reset()`` and every argument of ``range_test(train_loader, val_loader=None,
+    start_lr, end_lr=10, num_iter=100, step_mode="exp", smooth_f=0.05, diverge_th=5,
+    accumulation_steps=1, non_blocking_transfer=True)`` and ``plot(skip_start=10, skip_end=5,
+    log_lr=True, show_lr=None, ax=None, suggest_lr=True)`` are the package's, positional or keyword,
+    with its behaviour, its exceptions and their messages. Where the specification differs, it wins:
 
-    def range_test(self, train_loader, start_lr=1e-7, end_lr=10, num_iter=100, step_mode="exp", smooth_f=0.05,
-                   diverge_th=5.0, **options):
-        """Run the library's range test (any iterable of ``(x, y)`` batches); returns ``(lrs, losses)``."""
-        if not isinstance(train_loader, (torch.utils.data.DataLoader, TrainDataLoaderIter)):
-            train_loader = BatchIter(train_loader, channels_last=False)
-        super().range_test(train_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter, step_mode=step_mode,
-                           smooth_f=smooth_f, diverge_th=diverge_th, **options)
+    * ``start_lr`` defaults to 1e-7; pass ``start_lr=None`` for the package's default (the optimizer's LR);
+    * ``range_test`` returns ``(lrs, losses)`` (``history["lr"]``, ``history["loss"]``) and ``plot``
+      returns the index in ``history["lr"]`` of the suggested LR (the steepest fall), unless the call
+      uses an argument only the package has: ``val_loader``, ``accumulation_steps`` or
+      ``non_blocking_transfer`` in ``range_test`` (then it returns the package's None); ``show_lr``,
+      ``ax`` or ``suggest_lr`` in ``plot`` (then ``(ax, suggested_lr)``, or ``ax`` with ``suggest_lr=False``).
+
+    Positional arguments, where the two signatures disagree: ``range_test``'s second place is the
+    specification's ``start_lr`` when it holds a number (or a list of one LR per parameter group),
+    followed by ``end_lr``, ``num_iter``, ``step_mode``, ``smooth_f``, ``diverge_th`` in the
+    specification's order; anything else there (a loader, or None) is the package's ``val_loader``,
+    followed by ``start_lr``, ``end_lr``, ... in the package's order. ``plot``'s fourth place is the
+    specification's ``title`` (then ``save_path``) when it holds a string, else the package's
+    ``show_lr`` (then ``ax``, ``suggest_lr``). ``title`` and ``save_path`` also work as keywords with
+    the package's arguments.
+
+    Loaders are the package's: a DataLoader of ``(inputs, labels, ...)`` batches, or a subclass of
+    ``TrainDataLoaderIter`` / ``ValDataLoaderIter`` that turns other batches (dicts, ...) into
+    ``(inputs, labels)``; this repository's ``dataset.BatchedCifarLoader`` is taken as a DataLoader. Other
+    types get the package's ``ValueError``. (``find_lr`` takes any iterable of batches.)
+
+    ``plot`` draws with pyplot and, unless given ``ax``, shows the figure (in a notebook the graph
+    appears under the cell); with suggestions on, it prints the package's two lines, once::
+
+        LR suggestion: steepest gradient
+        Suggested LR: 4.41E-02
+
+    ``title`` titles the axes ("Learning Rate Finder" in the specification's form, none in the
+    package's unless given), ``save_path`` also writes the figure to that file, and ``self.figure``
+    holds the figure afterwards.
+    """
+
+    def range_test(self, *args, **kwargs):
+        """Run the package's range test. Arguments, positional order and returns: see the class docstring."""
+        in_package_order = len(args) > 1 and not _is_start_lr(args[1])
+        order = _range_test_in_package_order if in_package_order else _range_test_in_specification_order
+        given, arguments = _bind(order, (self, *args), kwargs)
+        for name, iterator in (("train_loader", TrainDataLoaderIter), ("val_loader", ValDataLoaderIter)):
+            if isinstance(arguments[name], BatchedCifarLoader):
+                arguments[name] = iterator(arguments[name])
+        super().range_test(**arguments)
+        if given & _RANGE_TEST_PACKAGE_ONLY:
+            return None
         return self.history["lr"], self.history["loss"]
 
-    def plot(self, skip_start=10, skip_end=5, log_lr=True, title="Learning Rate Finder", save_path=None):
-        """Draw the loss against the LR with the suggestion marked; returns the suggestion's index."""
-        from matplotlib.figure import Figure
+    def plot(self, *args, **kwargs):
+        """Draw the loss against the LR with the package's ``plot``, title it, save it to ``save_path`` and
+        show it (unless drawn into ``ax``). Arguments, positional order and returns: see the class docstring."""
+        import matplotlib.pyplot as plt
 
-        lrs, losses = self.history["lr"], self.history["loss"]
-        if skip_start + skip_end >= len(lrs) - 1:
-            raise ValueError(f"skip_start={skip_start} and skip_end={skip_end} leave fewer than 2 of the "
-                             f"{len(lrs)} points; lower them or run more iterations")
-        end = len(lrs) - skip_end
-        index = skip_start + int(np.gradient(np.asarray(losses[skip_start:end])).argmin())
-        figure = Figure(figsize=(8, 5))
-        ax = figure.add_subplot()
-        ax.plot(lrs[skip_start:end], losses[skip_start:end])
-        ax.scatter(lrs[index], losses[index], s=75, marker="o", color="red", zorder=3,
-                   label=f"steepest: {lrs[index]:.2e}")
-        if log_lr:
-            ax.set_xscale("log")
-        ax.set_xlabel("learning rate")
-        ax.set_ylabel("loss")
-        ax.set_title(title)
-        ax.legend()
-        if save_path is not None:
-            figure.savefig(save_path, dpi=100, bbox_inches="tight")
-        self.figure = figure
-        return index
-
-
-class BatchIter(TrainDataLoaderIter):
-    """Feeds torch-lr-finder from any iterable of ``(x, y)`` batches (a DataLoader or the batched loader),
-    restarting it when exhausted, with inputs in channels_last when asked."""
-
-    def __init__(self, loader, channels_last=True):
-        super().__init__(loader, auto_reset=True)
-        self.channels_last = channels_last
-
-    def inputs_labels_from_batch(self, batch_data):
-        inputs, labels = batch_data[0], batch_data[1]
-        if self.channels_last and inputs.dim() == 4:
-            inputs = inputs.contiguous(memory_format=torch.channels_last)
-        return inputs, labels
+        in_specification_order = len(args) > 3 and isinstance(args[3], str)
+        order = _plot_in_specification_order if in_specification_order else _plot_in_package_order
+        given, arguments = _bind(order, (self, *args), kwargs)
+        package_form = bool(given & _PLOT_PACKAGE_ONLY)
+        skip_start, skip_end, ax, figure = arguments["skip_start"], arguments["skip_end"], arguments["ax"], None
+        if ax is None:
+            figure, ax = plt.subplots()
+        try:
+            drawn = super().plot(skip_start, skip_end, arguments["log_lr"], arguments["show_lr"], ax,
+                                 arguments["suggest_lr"])
+        except Exception:
+            if figure is not None:  # the package raises before it draws: leave no empty figure behind
+                plt.close(figure)
+            raise
+        title = arguments["title"]
+        if title is None and not package_form:
+            title = "Learning Rate Finder"
+        if title is not None:
+            ax.set_title(title)
+        if arguments["save_path"] is not None:
+            ax.figure.savefig(arguments["save_path"], dpi=100, bbox_inches="tight")
+        self.figure = ax.figure
+        if figure is not None:
+            plt.show()
+        if package_form:
+            return drawn
+        losses = self.history["loss"][skip_start:len(self.history["loss"]) - skip_end]
+        return skip_start + int(np.gradient(np.asarray(losses)).argmin())
 
 
-class ValBatchIter(ValDataLoaderIter):
-    """Feeds torch-lr-finder's validation pass from any iterable of ``(x, y)`` batches."""
+def channels_last_images(inputs):
+    """``inputs`` with each 4-D tensor in it (an image batch, N x C x H x W, alone or inside a tuple, list
+    or dict) in channels_last memory format; every other tensor and value is left as it is."""
+    if isinstance(inputs, torch.Tensor):
+        return inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs
+    if isinstance(inputs, tuple):  # as the library's move to the device returns them
+        return tuple(channels_last_images(item) for item in inputs)
+    if isinstance(inputs, list):
+        return [channels_last_images(item) for item in inputs]
+    if isinstance(inputs, dict):
+        return {key: channels_last_images(value) for key, value in inputs.items()}
+    return inputs
 
-    def __init__(self, loader, channels_last=True):
-        super().__init__(loader)
-        self.channels_last = channels_last
 
-    inputs_labels_from_batch = BatchIter.inputs_labels_from_batch
+class ChannelsLastLRFinder(library.LRFinder):
+    """torch-lr-finder's ``LRFinder`` that hands the model its image inputs in channels_last memory format
+    (``channels_last_images``), converted after the library has moved the batch to the device: a
+    pinned batch keeps its asynchronous copy, and the conversion runs on the device."""
+
+    def _move_to_device(self, inputs, labels, non_blocking=True):
+        inputs, labels = super()._move_to_device(inputs, labels, non_blocking=non_blocking)
+        return channels_last_images(inputs), labels
 
 
 @dataclass
@@ -208,7 +321,12 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     ``accumulation_steps`` accumulates gradients over that many batches per step (the effective batch,
     which the LR depends on, is ``accumulation_steps`` times the loader's); ``val_loader``, when given,
     makes each point the loss on that loader instead of the training batch (slower, smoother).
-    ``progress=False`` hides the library's progress bar. Every RNG (torch, CUDA, NumPy, Python) is left
+    ``train_loader`` is any iterable of ``(inputs, labels, ...)`` batches (a DataLoader, the batched
+    loader) or, for other batches (dicts, ...), a subclass of torch-lr-finder's ``TrainDataLoaderIter``
+    whose ``inputs_labels_from_batch`` returns ``(inputs, labels)``; ``val_loader`` likewise, or a
+    ``ValDataLoaderIter`` subclass. With ``channels_last`` (and a precision that uses it) the model and
+    every 4-D input tensor are put in channels_last memory format, the inputs on the device after the
+    library's (non-blocking) copy. ``progress=False`` hides the library's progress bar. Every RNG (torch, CUDA, NumPy, Python) is left
     as it was found, so the training that follows is the same with or without the test.
     """
     if not 0 < start_lr < end_lr:
@@ -238,17 +356,21 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
                 "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device),
                 "accumulation_steps": accumulation_steps, "val_loader": val_loader is not None}
-    finder = library.LRFinder(model, optimizer, criterion, device=device, **amp)
+    finder_class = ChannelsLastLRFinder if precision.channels_last else library.LRFinder
+    finder = finder_class(model, optimizer, criterion, device=device, **amp)
+    if not isinstance(train_loader, TrainDataLoaderIter):
+        train_loader = TrainDataLoaderIter(train_loader)
+    if val_loader is not None and not isinstance(val_loader, ValDataLoaderIter):
+        val_loader = ValDataLoaderIter(val_loader)
     start = time.perf_counter()
     bar = library.tqdm
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         library.tqdm = bar if progress else functools.partial(bar, disable=True)
         with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)):
-            finder.range_test(BatchIter(train_loader, precision.channels_last), start_lr=start_lr, end_lr=end_lr,
-                              num_iter=num_iter, step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th,
-                              accumulation_steps=accumulation_steps,
-                              val_loader=ValBatchIter(val_loader, precision.channels_last) if val_loader else None)
+            finder.range_test(train_loader, val_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
+                              step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th,
+                              accumulation_steps=accumulation_steps)
     finally:
         library.tqdm = bar
         finder.reset()

@@ -1,15 +1,27 @@
 """Every figure of the course. Each function returns a matplotlib ``Figure`` (shown when it is the last
 expression of a notebook cell) and, with ``save_path`` (e.g. ``"Data/samples.png"``), also writes a PNG.
 
-Figures are built with ``matplotlib.figure.Figure`` rather than pyplot, so none is shown twice or kept
-alive by pyplot's figure manager.
+Figures are built as ``NotebookFigure`` (a ``matplotlib.figure.Figure``) rather than with pyplot, so none
+is shown twice or kept alive by pyplot's figure manager.
 """
+import io
 from pathlib import Path
 
 import numpy as np
 import seaborn as sns
 import torch
 from matplotlib.figure import Figure
+
+
+class NotebookFigure(Figure):
+    """A matplotlib ``Figure`` that Jupyter shows as a PNG when a cell returns it, with or without
+    ``%matplotlib inline`` (the inline backend, which also draws returned figures, loads only once pyplot
+    draws something, so in a fresh notebook a plain ``Figure`` shows as ``<Figure size ...>`` text)."""
+
+    def _repr_png_(self):
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        return buffer.getvalue()
 
 
 def _finish(figure, save_path):
@@ -22,7 +34,7 @@ def _finish(figure, save_path):
 
 def _grid(count, columns):
     rows = -(-count // columns)
-    figure = Figure(figsize=(columns * 1.6, rows * 1.8))
+    figure = NotebookFigure(figsize=(columns * 1.6, rows * 1.8))
     return figure, [figure.add_subplot(rows, columns, i + 1) for i in range(count)]
 
 
@@ -56,7 +68,7 @@ def plot_augmentations(images, augmentations, save_path=None, seed=0):
     (an Albumentations transform or Compose) returning uint8 HWC images; each is seeded with ``seed``
     (its own random state; the global seeds are left alone) so the figure is reproducible."""
     names = ["original"] + list(augmentations)
-    figure = Figure(figsize=(len(images) * 1.5, len(names) * 1.6))
+    figure = NotebookFigure(figsize=(len(images) * 1.5, len(names) * 1.6))
     axes = figure.subplots(len(names), len(images), squeeze=False)
     for transform in augmentations.values():
         if hasattr(transform, "set_random_seed"):
@@ -79,7 +91,7 @@ def plot_history(history, save_path=None, split="test"):
     the history, the accuracy panel shows it too."""
     from matplotlib.ticker import MaxNLocator
 
-    figure = Figure(figsize=(12, 4))
+    figure = NotebookFigure(figsize=(12, 4))
     loss_ax, acc_ax = figure.subplots(1, 2)
     epochs = range(1, len(history["train_loss"]) + 1)
     for ax, key, label in ((loss_ax, "loss", "loss"), (acc_ax, "acc", "accuracy (%)")):
@@ -116,7 +128,7 @@ def plot_lr_finder(result, chosen_lr=None, save_path=None):
     """The range test's loss against the LR (log scale): the raw loss faintly, the smoothed curve, each
     suggestion marked and, when given, the LR chosen for training. The y-axis is clipped to the curve
     up to its minimum, so a blow-up at the end does not flatten the part where the suggestions are."""
-    figure = Figure(figsize=(8, 5))
+    figure = NotebookFigure(figsize=(8, 5))
     ax = figure.add_subplot()
     skip = result.settings.get("skip_start", 0)
     raw = raw_losses(result.all_losses, result.settings.get("smooth_f", 0))[skip:skip + len(result.lrs)]
@@ -147,7 +159,7 @@ def plot_lr_finder(result, chosen_lr=None, save_path=None):
 
 def plot_lr_schedule(lrs, momentums=None, steps_per_epoch=None, save_path=None):
     """The learning rate (and momentum, when it changes) at every training step."""
-    figure = Figure(figsize=(10, 4))
+    figure = NotebookFigure(figsize=(10, 4))
     ax = figure.add_subplot()
     x = np.arange(len(lrs)) / steps_per_epoch if steps_per_epoch else np.arange(len(lrs))
     ax.plot(x, lrs, color="tab:blue")
@@ -169,7 +181,7 @@ def plot_misclassified(images, truth, predicted, class_names, count=20, columns=
     """Wrongly predicted images titled "true: cat / predicted: dog". ``images`` are uint8 HWC arrays."""
     count = min(count, len(images))
     rows = -(-max(count, 1) // columns)
-    figure = Figure(figsize=(columns * 2.4, rows * 2.7))
+    figure = NotebookFigure(figsize=(columns * 2.4, rows * 2.7))
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
     for ax in axes:
         ax.axis("off")
@@ -184,7 +196,7 @@ def plot_confusion_matrix(truth, predicted, class_names, save_path=None):
     """Counts of true (rows) against predicted (columns) classes, as a seaborn heat map."""
     k = len(class_names)
     matrix = np.bincount(np.asarray(truth) * k + np.asarray(predicted), minlength=k * k).reshape(k, k)
-    figure = Figure(figsize=(8, 7))
+    figure = NotebookFigure(figsize=(8, 7))
     ax = figure.add_subplot()
     sns.heatmap(matrix, annot=True, fmt="d", cmap="Blues", xticklabels=class_names, yticklabels=class_names,
                 ax=ax, cbar=False)
