@@ -411,20 +411,25 @@ class EpochSampler(torch.utils.data.Sampler):
     """Yields ``(epoch, index)`` keys: the order of an epoch (shuffled or not) is derived from ``(seed,
     epoch)``, and ``AlbumentationsDataset`` seeds each image's augmentation from the key. Call
     ``set_epoch`` before each epoch (``fit`` does). With ``num_replicas > 1`` each rank gets its own
-    share (padded to equal length, as ``DistributedSampler`` does)."""
+    share; ``pad`` (the default for shuffled training) repeats a few indices so every rank has the same
+    length, as ``DistributedSampler`` does (DDP needs the same number of steps everywhere), while
+    ``pad=False`` (the default for evaluation) leaves the shares unequal so that each image counts once."""
 
-    def __init__(self, length, shuffle=True, seed=0, num_replicas=1, rank=0):
+    def __init__(self, length, shuffle=True, seed=0, num_replicas=1, rank=0, pad=None):
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         self.length, self.shuffle, self.seed = length, shuffle, seed
         self.num_replicas, self.rank, self.epoch = num_replicas, rank, 0
+        self.pad = shuffle if pad is None else pad
 
     def set_epoch(self, epoch):
         """Choose the epoch whose order and augmentations the next iteration yields."""
         self.epoch = int(epoch)
 
     def __len__(self):
-        return -(-self.length // self.num_replicas)
+        if self.pad:
+            return -(-self.length // self.num_replicas)
+        return len(range(self.rank, self.length, self.num_replicas))
 
     def __iter__(self):
         if self.shuffle:
@@ -432,9 +437,10 @@ class EpochSampler(torch.utils.data.Sampler):
             order = torch.randperm(self.length, generator=generator).tolist()
         else:
             order = list(range(self.length))
-        total = len(self) * self.num_replicas
-        order += order[:total - len(order)]
-        return iter([(self.epoch, index) for index in order[self.rank:total:self.num_replicas]])
+        if self.pad:
+            total = -(-self.length // self.num_replicas) * self.num_replicas
+            order = (order * -(-total // max(len(order), 1)))[:total]
+        return iter([(self.epoch, index) for index in order[self.rank::self.num_replicas]])
 
 
 def cifar_augmentations(mean, cutout_size=8, cutout_holes=1, padding=4, flip=True, rotate_degrees=0.0):
@@ -567,7 +573,7 @@ class BatchedCifarLoader:
 
     def augment_batch(self, index):
         """Crop, flip and cut out the images at ``index``; returns uint8 B x H x W x 3."""
-        n, h, w, _ = self.images[index].shape
+        n, (h, w) = len(index), self.images.shape[1:3]
         rows = torch.arange(h, device=self.device)
         cols = torch.arange(w, device=self.device)
         top, left = self._randint(2 * self.pad + 1, (n,)), self._randint(2 * self.pad + 1, (n,))

@@ -199,9 +199,14 @@ def build_parser():
     train.add_argument("--label_smoothing", type=float, help="cross-entropy label smoothing in [0, 1)"
                        + recipe_help("label_smoothing"))
     train.add_argument("--grad_clip", type=positive(float), help="clip the gradient norm to this value")
-    train.add_argument("--amp", action="store_true", help="mixed precision: bf16 autocast on GPUs from compute "
-                       "capability 8.0 and on CPUs with bf16 units, fp16 with a GradScaler on older GPUs (fp32 "
-                       "where neither pays off)")
+    train.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), help="how the model computes. "
+                       "auto (the notebooks' rule): bf16 autocast on GPUs from compute capability 8.0 and on CPUs "
+                       "with bf16 units, fp16 autocast with a GradScaler on older GPUs, fp32 where neither pays "
+                       "off; the log says what was chosen and why (default: auto)")
+    train.add_argument("--amp", action="store_true", help="the specification's spelling of --precision auto")
+    train.add_argument("--deterministic", action="store_true", help="CUDA: deterministic cuDNN algorithms, no "
+                       "autotuning (cudnn.benchmark off), so a resumed run repeats the straight run bit for bit on "
+                       "the same GPU and software; a little slower. CPU runs are deterministic anyway")
     train.add_argument("--compile", action="store_true", help="train the torch.compile'd model (the first steps "
                        "compile it: a minute or more; off by default until a measurement shows it pays, see "
                        "benchmarks/throughput.py --compile); checkpoints hold the plain model's weights")
@@ -287,6 +292,9 @@ def validate(parser, args):
           "--use_albumentation and --loader batched contradict each other: choose one")
     if args.use_albumentation:
         args.loader = "albumentations"
+    check(not (args.amp and args.precision not in (None, "auto")),
+          f"--amp means --precision auto; it contradicts --precision {args.precision}: choose one")
+    args.precision = args.precision or "auto"
     if args.loader == "batched":
         problem = batched_loader_problem(args, world)
         check(problem is None, problem)
@@ -347,9 +355,30 @@ def setup_distributed(device_name):
         return 0, 1, device
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            sys.exit(f"main.py: error: torchrun started process {local_rank} on a machine with "
+                     f"{torch.cuda.device_count()} GPU(s): use --nproc_per_node {torch.cuda.device_count()} "
+                     "(one process per GPU), or --no_cuda for CPU processes")
         torch.cuda.set_device(local_rank)
     torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return torch.distributed.get_rank(), world, torch.device(f"cuda:{local_rank}" if device.type == "cuda" else "cpu")
+
+
+def in_turn(work):
+    """``work()`` in every process, but never two at once on the same files: rank 0 first (it downloads
+    CIFAR when it is missing), then the first process of each other machine, then all the rest, with a
+    barrier between the waves. One process: just ``work()``."""
+    import torch
+
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return work()
+    rank, local_rank = torch.distributed.get_rank(), int(os.environ.get("LOCAL_RANK", 0))
+    result = None
+    for turn in (rank == 0, rank != 0 and local_rank == 0, local_rank != 0):
+        if turn:
+            result = work()
+        torch.distributed.barrier()
+    return result
 
 
 def build_data(args):
@@ -447,15 +476,23 @@ def run(args, command):
     from custom_resnet import build_model
     from lr_finder import find_lr, write_report
     from recipes import build_criterion, build_optimizer
-    from training_utils import Precision, fit
+    from training_utils import Precision, compile_model, fit, precision_reason, replicas_agree
     from utils import count_parameters, describe_machine, seed_everything
 
     rank, world, device = setup_distributed("cpu" if args.no_cuda else args.device)
-    torch.backends.cudnn.benchmark = device.type == "cuda"  # fixed input shapes: time cuDNN's algorithms once
+    # fixed input shapes: let cuDNN time its algorithms once, unless the run must be repeatable bit for bit
+    torch.backends.cudnn.benchmark = device.type == "cuda" and not args.deterministic
+    torch.backends.cudnn.deterministic = args.deterministic
+    if args.deterministic:  # any op without a deterministic implementation is then named in a warning
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        precision = Precision.resolve(device, args.precision)
+    except ValueError as error:
+        sys.exit(f"main.py: error: --precision {args.precision}: {error}")
     master = rank == 0
     log = print if master else (lambda *_: None)
     output_dir = Path(args.output_dir).expanduser()
-    train_set, val_set, class_names = build_data(args)
+    train_set, val_set, class_names = in_turn(lambda: build_data(args))
     if args.num_classes is not None and args.num_classes != len(class_names):
         sys.exit(f"main.py: error: --num_classes {args.num_classes} does not match the data: {args.dataset} "
                  f"{args.data_dir or ''} holds {len(class_names)} classes")
@@ -469,7 +506,6 @@ def run(args, command):
     if len(train_loader) == 0:
         sys.exit(f"main.py: error: {len(train_set)} training images make no full batch of {args.batch_size}")
     recipe = training_recipe(args)
-    precision = Precision.resolve(device, "auto" if args.amp else "fp32")
     seed_everything(args.seed)
     model_name = {"custom_resnet": "CustomResNet", "resnet50": "ResNet-50 v1.5"}[args.model]
     if args.model == "resnet50" and not args.pretrained:
@@ -486,6 +522,8 @@ def run(args, command):
     description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px)"
     log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
         f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch, {loader_name}")
+    why = precision_reason(device, precision.name) if args.precision == "auto" else "as asked (--precision)"
+    log(f"precision {precision.name}: {why}" + ("; deterministic cuDNN" if args.deterministic else ""))
     log("recipe " + recipe.name + ": " + ", ".join(
         f"{field}={getattr(recipe, field):g}" if isinstance(getattr(recipe, field), float) else
         f"{field}={getattr(recipe, field)}" for field in ("epochs", "max_lr", "weight_decay", "momentum",
@@ -523,13 +561,15 @@ def run(args, command):
     optimizer = build_optimizer(recipe, model.parameters(), lr=args.max_lr)
     scheduler = build_scheduler(args, recipe, optimizer, len(train_loader))
     if args.compile:
-        model = torch.compile(model)
+        model = compile_model(model)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     history = fit(model, device, train_loader, val_loader, optimizer, criterion, args.epochs, scheduler,
                   precision=precision, grad_clip=args.grad_clip, topk=5, checkpoint_dir=output_dir if master else None,
                   save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
                   test_name="val" if not cifar else "test")
+    if world > 1:
+        log(replicas_agree(model))
     if master:
         (output_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
         written = "last.pt, best.pt, history.json"
@@ -577,6 +617,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     validate(parser, args)
     command = shlex.join(["python", "main.py", *(sys.argv[1:] if argv is None else argv)])
+    if args.deterministic:  # cuBLAS reads this when it starts: before torch touches the GPU
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
     from dataset import DataFormatError, DataNotFoundError
     from training_utils import CheckpointError, NonFiniteLossError

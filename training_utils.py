@@ -7,6 +7,7 @@ non-blocking copies. ``Precision`` decides all of it once; ``precision="fp32"`` 
 """
 import os
 import time
+import warnings
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +52,18 @@ def cuda_has_bf16(device=None):
     ``torch.cuda.is_bf16_supported()`` also counts emulation, so it is true on a T4 (7.5) or a V100
     (7.0), which have no bf16 tensor cores; there fp16 with a GradScaler is the fast choice."""
     return torch.cuda.get_device_capability(device)[0] >= 8
+
+
+def precision_reason(device, name):
+    """Why ``resolve_precision(device, "auto")`` chose ``name``, in words for a log line: the GPU's compute
+    capability, or whether the CPU has bf16 units."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        major, minor = torch.cuda.get_device_capability(device)
+        fast = "bf16 tensor cores" if major >= 8 else "no bf16 tensor cores: fp16 with a GradScaler"
+        return f"{torch.cuda.get_device_name(device)}, compute capability {major}.{minor}: {fast}"
+    return ("this CPU has bf16 units (AMX or AVX-512 BF16)" if cpu_has_bf16()
+            else "this CPU has no bf16 units (bf16 would be emulated, slower than fp32)")
 
 
 def resolve_precision(device, precision="auto"):
@@ -128,22 +141,60 @@ def unwrap(model):
             return model
 
 
+def compile_model(model, **options):
+    """``torch.compile(model, dynamic=False, **options)``: one static graph per input shape. Training drops
+    its last partial batch but evaluation keeps it; with torch.compile's default (``dynamic=None``) that
+    one odd shape makes it recompile a dynamic-shape graph, which every later batch then runs. Static
+    graphs compile the odd shape once more and keep the fast graph for all full batches."""
+    return torch.compile(model, dynamic=False, **options)
+
+
 def prepare_model(model, device, channels_last=True):
     """Move the model to the device, in channels_last memory format when asked."""
     return Precision(torch.device(device), "fp32", channels_last).prepare(model)
 
 
+def _distributed():
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
 def _check_finite(losses, count, epoch):
-    if not torch.isfinite(losses[:count]).all():
-        step = int((~torch.isfinite(losses[:count])).nonzero()[0])
+    """Raise ``NonFiniteLossError`` when a loss among the first ``count`` is NaN or infinite. In a
+    distributed run every process checks at the same steps and learns whether any process failed, so all
+    of them stop together (instead of the others waiting in the next gradient all-reduce until a timeout)."""
+    bad = ~torch.isfinite(losses[:count])
+    failed = bad.any()
+    if _distributed():
+        anywhere = failed.to(torch.int32)
+        torch.distributed.all_reduce(anywhere)
+        if anywhere.item() and not failed.item():
+            raise NonFiniteLossError(
+                f"the loss became NaN or infinite in another process at epoch {epoch} (its message names the "
+                "step); training stopped in every process. Lower the (max) learning rate, add gradient "
+                "clipping, or use precision='bf16'/'fp32' instead of fp16.")
+    if failed.item():
+        step = int(bad.nonzero()[0])
         raise NonFiniteLossError(
             f"the loss became {losses[step].item()} at epoch {epoch}, step {step}; training stopped. Lower the "
             "(max) learning rate, add gradient clipping, or use precision='bf16'/'fp32' instead of fp16.")
 
 
+def _step_scheduler(scheduler, scaler):
+    """Step a per-batch scheduler. When an enabled GradScaler skipped the optimizer step (inf/NaN
+    gradients, as fp16 runs do on their first steps while the scale settles), PyTorch warns that the
+    scheduler stepped before the optimizer; the schedule is meant to advance with the batches, so that
+    warning is silenced here, and only here."""
+    if not scaler.is_enabled():
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        scheduler.step()
+
+
 def _sum_over_processes(values, device):
     """Sum a list of numbers over the processes of a distributed run (returned unchanged otherwise)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+    if not _distributed():
         return values
     totals = torch.tensor(values, dtype=torch.float64, device=device)
     torch.distributed.all_reduce(totals)
@@ -190,7 +241,8 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     losses = torch.zeros(num_steps, device=precision.device)
     correct, seen, skipped = (torch.zeros((), device=precision.device, dtype=torch.long) for _ in range(3))
     lrs, momentums = [], []
-    check_every = 20 if precision.device.type == "cuda" else 1
+    # a finite-loss check reads the loss back (a device sync on CUDA, an all-reduce when distributed)
+    check_every = 20 if precision.device.type == "cuda" or _distributed() else 1
     bar = tqdm(loader, desc=f"epoch {epoch}" if epoch is not None else "train", disable=not progress,
                leave=False, dynamic_ncols=True)
     for step, batch in enumerate(bar):
@@ -213,7 +265,7 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
         scaler.step(optimizer)
         scaler.update()
         if scheduler is not None:
-            scheduler.step()
+            _step_scheduler(scheduler, scaler)
         valid = y != SKIPPED_LABEL
         correct += ((output.argmax(1) == y) & valid).sum()
         seen += valid.sum()
@@ -294,6 +346,14 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
+def _saved_epoch(path):
+    """The epoch a checkpoint holds, read without loading its tensors (memory-mapped); None without one."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]
+    except Exception:  # missing or unreadable: there is nothing to resume from
+        return None
+
+
 def _check_compatible(state, model, epochs, steps_per_epoch, path):
     own = model.state_dict()
     theirs = state["model"]
@@ -328,8 +388,33 @@ def start_epoch_randomness(loader, seed, epoch, rank=0):
 
 
 def _rank():
-    distributed = torch.distributed.is_available() and torch.distributed.is_initialized()
-    return torch.distributed.get_rank() if distributed else 0
+    return torch.distributed.get_rank() if _distributed() else 0
+
+
+def replicas_agree(model):
+    """In a distributed run, check that every process holds exactly rank 0's weights and buffers (what
+    DistributedDataParallel guarantees and the checkpoint holds); returns a line for the log, or raises
+    ``RuntimeError`` naming the first tensor that differs (a model trained without the DDP wrapper, say)."""
+    if not _distributed():
+        return "one process: nothing to compare"
+    for name, tensor in unwrap(model).state_dict().items():
+        reference = tensor.detach().clone()
+        torch.distributed.broadcast(reference, 0)
+        same = torch.tensor(int(torch.equal(reference, tensor)), device=tensor.device)
+        torch.distributed.all_reduce(same, op=torch.distributed.ReduceOp.MIN)
+        if not same.item():
+            raise RuntimeError(f"the processes hold different weights: '{name}' differs from rank 0's; was the "
+                               "model wrapped in DistributedDataParallel?")
+    return f"weights and buffers identical in all {torch.distributed.get_world_size()} processes"
+
+
+def _share_buffers_from_rank0(model):
+    """Give every process rank 0's buffers (batch-norm running statistics). DDP broadcasts them at the
+    start of each training forward, but the last step leaves each process with statistics from its own
+    batches; after this, every process evaluates the very model that rank 0 saves in the checkpoint."""
+    if _distributed():
+        for buffer in model.buffers():
+            torch.distributed.broadcast(buffer, 0)
 
 
 def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None, *,
@@ -394,6 +479,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                             grad_clip=grad_clip, epoch=epoch, progress=progress)
             if scheduler is not None and not scheduler_per_batch:
                 scheduler.step()
+            _share_buffers_from_rank0(raw_model)
             tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk)
             history["epoch_time"].append(time.perf_counter() - start)
             history["lr"] += trained.steps["lr"]
@@ -417,11 +503,19 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                     save_checkpoint(state, checkpoint_dir / "best.pt")
                 if save_every and epoch % save_every == 0:
                     save_checkpoint(state, checkpoint_dir / f"epoch_{epoch}.pt")
-    except KeyboardInterrupt:
-        done = epoch - 1
-        where = f"; {checkpoint_dir / 'last.pt'} holds epoch {done}, continue with resume=" \
-                f"'{checkpoint_dir / 'last.pt'}' (main.py --resume)" if checkpoint_dir is not None and done >= 1 else ""
-        log(f"interrupted during epoch {epoch}{where}")
+    except KeyboardInterrupt:  # it can land anywhere, even between writing last.pt and noting it: ask the file
+        last = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
+        saved = _saved_epoch(last) if last is not None else None
+        stage = f"after epoch {epoch} was saved" if saved == epoch else f"during epoch {epoch}"
+        if saved is not None:
+            where = f"; {last} holds epoch {saved}, continue with resume='{last}' (main.py --resume)"
+        elif resume:
+            where = f"; nothing new was saved: {resume} holds epoch {start_epoch - 1}, continue with resume='{resume}'"
+        elif checkpoint_dir is not None:
+            where = "; no epoch finished, nothing to resume"
+        else:
+            where = ""
+        log(f"interrupted {stage}{where}")
         raise
     return history
 

@@ -1,4 +1,6 @@
 """Bad input ends in a message that names what is wrong; an interrupted run loses nothing."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -109,3 +111,45 @@ def test_ctrl_c_keeps_the_last_finished_epoch_and_resume_continues(tmp_path):
                   checkpoint_dir=tmp_path, resume=tmp_path / "last.pt", log=messages.append)
     assert any("continuing at epoch 2" in m for m in messages) and len(history["test_acc"]) == 3
     assert load_checkpoint(tmp_path / "last.pt")["epoch"] == 3
+
+
+INTERRUPT_POINTS = [("train", 1), ("test", 1), ("last.pt", 1), ("best.pt", 1), ("epoch_1.pt", 1), ("train", 2),
+                    ("test", 2), ("last.pt", 2), ("epoch_2.pt", 2)]
+
+
+@pytest.mark.parametrize("where, epoch", INTERRUPT_POINTS)
+def test_the_interrupt_message_names_what_last_pt_holds_at_every_point_of_an_epoch(tmp_path, monkeypatch, where,
+                                                                                    epoch):
+    """Ctrl-C (or SIGTERM) can land anywhere: in a training step, in the evaluation, or between the
+    checkpoint files an epoch writes. The message must name the epoch that last.pt really holds."""
+    import training_utils
+
+    real_save, real_test, calls = training_utils.save_checkpoint, training_utils.test, {"test": 0}
+
+    def save(state, path):
+        real_save(state, path)
+        if Path(path).name == where and state["epoch"] == epoch:
+            raise KeyboardInterrupt
+
+    def test(*args, **kwargs):
+        calls["test"] += 1
+        if where == "test" and calls["test"] == epoch:
+            raise KeyboardInterrupt
+        return real_test(*args, **kwargs)
+
+    monkeypatch.setattr(training_utils, "save_checkpoint", save)
+    monkeypatch.setattr(training_utils, "test", test)
+    train_loader, test_loader = synthetic_loaders(n_train=128, batch_size=64)
+    if where == "train":
+        train_loader = InterruptAt(train_loader, epoch=epoch, batch=1)
+    model, messages = tiny_cnn(), []
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, "cpu", train_loader, test_loader, sgd(model), nn.CrossEntropyLoss(), 3, checkpoint_dir=tmp_path,
+            save_every=1, log=messages.append)
+    last = tmp_path / "last.pt"
+    if last.exists():
+        assert f"{last} holds epoch {load_checkpoint(last)['epoch']}" in messages[-1]
+    else:
+        assert "no epoch finished, nothing to resume" in messages[-1]
+    saved = where.endswith(".pt")
+    assert (f"after epoch {epoch} was saved" if saved else f"during epoch {epoch}") in messages[-1]

@@ -1,0 +1,81 @@
+"""What the GPU path needs, shown on the CPU: a skipped fp16 step that does not make OneCycleLR warn,
+static compiled graphs through a partial evaluation batch, and main.py's precision rule and its reason."""
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+import training_utils
+from tests.helpers import sgd, synthetic_loaders, tiny_cnn
+from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
+from training_utils import compile_model, train
+
+
+def test_a_step_the_grad_scaler_skips_does_not_make_one_cycle_warn():
+    """fp16 runs (a T4) start with a loss scale so large that the first steps overflow and the GradScaler
+    skips them; the schedule still advances with the batches, without PyTorch's warning in the lesson."""
+    train_loader, _ = synthetic_loaders(n_train=256, batch_size=64)
+    model = tiny_cnn()
+    optimizer = sgd(model)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=len(train_loader))
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 120)  # the gradients overflow: steps skipped
+
+    def large_loss(output, labels):
+        return nn.functional.cross_entropy(output, labels) * 1e6
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        train(model, "cpu", train_loader, optimizer, large_loss, scheduler, precision="fp32", scaler=scaler)
+    assert scaler.get_scale() < 2.0 ** 120  # the scaler did skip steps
+    assert scheduler.last_epoch == len(train_loader)  # and the schedule advanced with every batch
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+
+
+def test_other_warnings_of_the_scheduler_still_reach_the_user(monkeypatch):
+    def warn():
+        warnings.warn("something else the scheduler says")
+
+    scheduler = type("Scheduler", (), {"step": staticmethod(warn)})()
+    with pytest.warns(UserWarning, match="something else"):
+        training_utils._step_scheduler(scheduler, torch.amp.GradScaler("cpu", enabled=True))
+
+
+def test_a_compiled_model_keeps_static_graphs_through_a_partial_batch():
+    """Evaluation ends with a partial batch; the full batches after it must not run a dynamic-shape graph."""
+    graphs = []
+
+    def recording_backend(graph_module, example_inputs):
+        graphs.append(example_inputs)
+        return graph_module.forward
+
+    torch._dynamo.reset()
+    model = compile_model(tiny_cnn().eval(), backend=recording_backend)
+    with torch.no_grad():
+        for batch in (8, 5, 8, 5):
+            model(torch.randn(batch, 3, 32, 32))
+    assert len(graphs) == 2  # one per shape, each compiled once
+    assert not any(isinstance(value, torch.SymInt) for inputs in graphs for value in inputs)
+    assert [inputs[1].shape[0] for inputs in graphs] == [8, 5]
+
+
+def test_main_defaults_to_the_automatic_precision_and_says_why(tiny_cifar, tmp_path):  # noqa: F811
+    result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
+                      "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "auto", "--no_plots")
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = training_utils.resolve_precision("cpu")
+    reason = training_utils.precision_reason("cpu", expected)
+    assert f"precision {expected}: {reason}" in result.stdout
+    assert "bf16 units" in reason
+    result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
+                      "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "fp32", "--precision", "fp32",
+                      "--no_plots")
+    assert result.returncode == 0 and "precision fp32: as asked (--precision)" in result.stdout
+
+
+def test_amp_is_the_automatic_precision_and_contradictions_are_refused(tiny_cifar, tmp_path):  # noqa: F811
+    result = run_main("--amp", "--precision", "fp32", "--output_dir", tmp_path)
+    assert result.returncode == 2 and "--amp means --precision auto" in result.stderr
+    result = run_main("--data_dir", tiny_cifar, "--precision", "fp16", "--no_cuda", "--epochs", 1, "--output_dir",
+                      tmp_path)
+    assert result.returncode != 0 and "fp16 autocast needs CUDA" in result.stderr
