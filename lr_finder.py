@@ -324,10 +324,10 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     ``train_loader`` is any iterable of ``(inputs, labels, ...)`` batches (a DataLoader, the batched
     loader) or, for other batches (dicts, ...), a subclass of torch-lr-finder's ``TrainDataLoaderIter``
     whose ``inputs_labels_from_batch`` returns ``(inputs, labels)``; ``val_loader`` likewise, or a
-    ``ValDataLoaderIter`` subclass. With ``channels_last`` (and a precision that uses it) the model and
-    every 4-D input tensor are put in channels_last memory format, the inputs on the device after the
-    library's (non-blocking) copy. ``progress=False`` hides the library's progress bar. Every RNG (torch, CUDA, NumPy, Python) is left
-    as it was found, so the training that follows is the same with or without the test.
+    ``ValDataLoaderIter`` subclass. With ``channels_last`` the model and every 4-D input tensor are put in
+    channels_last memory format, the inputs on the device after the library's (non-blocking) copy. ``progress=False`` hides the library's progress bar. Every RNG
+    (torch, CUDA, NumPy, Python) is left as it was found, so the training that follows is the same with
+    or without the test.
     """
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")

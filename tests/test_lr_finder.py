@@ -276,8 +276,9 @@ def test_plot_with_the_packages_arguments_returns_and_prints_what_the_package_do
         finder.history = {key: list(values) for key, values in history.items()}
         figure, ax = plt.subplots()
         returned = call(finder, ax)
-        results[cls] = (returned[1] if isinstance(returned, tuple) else None, capsys.readouterr().out,
-                        [np.asarray(line.get_xdata()).tolist() for line in ax.lines], len(ax.collections), ax.get_xscale())
+        lines = [np.asarray(line.get_xdata()).tolist() for line in ax.lines]
+        results[cls] = (returned[1] if isinstance(returned, tuple) else None, capsys.readouterr().out, lines,
+                        len(ax.collections), ax.get_xscale())
         assert (returned[0] if isinstance(returned, tuple) else returned) is ax
         assert ax.get_title() == ""  # the package's calls get no title unless asked for one
         plt.close(figure)
@@ -346,7 +347,8 @@ lr_finder.range_test(train_loader, end_lr=10, num_iter=30, step_mode="exp")
 lr_finder.plot()
 lr_finder.reset()"""
 NOTEBOOK_HISTORY = """from lr_finder import plot_training_history
-plot_training_history({"train_loss": [1.0, 0.6], "test_loss": [0.9, 0.7], "train_acc": [60, 75], "test_acc": [62, 70]})"""
+history = {"train_loss": [1.0, 0.6], "test_loss": [0.9, 0.7], "train_acc": [60, 75], "test_acc": [62, 70]}
+plot_training_history(history)"""
 
 
 def test_the_specifications_calls_in_a_notebook_show_the_graph_and_print_the_suggestion_once(monkeypatch):
