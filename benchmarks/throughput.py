@@ -12,6 +12,7 @@ measured in the same run, and the projected time of the 24-epoch S10 training at
 Data: generated uint8 images (CIFAR10_DIR is not needed).
 """
 import argparse
+import json
 import os
 import sys
 import time
@@ -24,18 +25,21 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_resnet import CustomResNet  # noqa: E402
 from dataset import (AlbumentationsDataset, BatchedCifarLoader, ImageArrays, cifar_train_transforms,  # noqa: E402
                      make_loader)
-from training_utils import Precision, resolve_precision  # noqa: E402
+from training_utils import Precision, compile_model, resolve_precision  # noqa: E402
+from utils import describe_machine  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 
 def synchronize(device):
+    """Wait for the work queued on ``device`` (the GPU measured, not the default one)."""
     if device.type == "cuda":
-        torch.cuda.synchronize()
+        torch.cuda.synchronize(device)
 
 
 def step_rate(model, optimizer, batches, precision, steps, warmup=1):
-    """Images/s over ``steps`` training steps drawn from ``batches`` (after ``warmup`` warm-up steps)."""
+    """Images/s over ``steps`` training steps drawn from ``batches`` (after ``warmup`` warm-up steps, in
+    which cuDNN's autotuning, compilation and the steps an fp16 GradScaler skips fall)."""
     criterion = torch.nn.CrossEntropyLoss(label_smoothing=0.2)
     scaler = precision.grad_scaler()
     device = precision.device
@@ -84,16 +88,20 @@ def matmul_peak(device, dtype, size=4096, repeats=5):
     return 2 * size ** 3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--batch_size", type=int, default=512)
     parser.add_argument("--steps", type=int, default=None, help="measured steps per row (default 2 on CPU, 20 on CUDA)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--warmup", type=int, default=None, help="unmeasured steps before each row "
+                        "(default 1 on CPU, 10 on CUDA: cuDNN autotuning and fp16's skipped steps; 3 more with --compile)")
     parser.add_argument("--compile", action="store_true", help="add row (d): path (c) with torch.compile")
-    args = parser.parse_args()
+    parser.add_argument("--json", help="also write the rows and the settings to this JSON file")
+    args = parser.parse_args(argv)
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"  # as main.py and the notebooks train
     steps = args.steps or (20 if device.type == "cuda" else 2)
-    warmup = 3 if args.compile else 1  # compiled rows: compile and any recompile happen in the warm-up
+    warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1) + 3 * args.compile
     n = args.batch_size * (steps + warmup + 1)
     images = np.random.default_rng(0).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
     labels = np.random.default_rng(1).integers(0, 10, n)
@@ -116,7 +124,7 @@ def main():
         model = precision.prepare(CustomResNet())
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=5e-4)
         if "compile" in name:
-            model = torch.compile(model)
+            model = compile_model(model)
             start = time.perf_counter()
             step_rate(model, optimizer, [fixed] * 2, precision, 1)
             print(f"torch.compile: first steps (compiling) took {time.perf_counter() - start:.0f} s")
@@ -144,6 +152,15 @@ def main():
     images = 24 * (50_000 // 512) * 512
     print(f"projected 24-epoch S10 training ({images:,} training images, evaluation not counted) at the fastest "
           f"path with data, {fastest:.0f} img/s: {images / fastest / 60:.1f} min ({images / fastest:.0f} s)")
+    if args.json:
+        summary = {"device": describe_machine(device), "torch": torch.__version__, "batch_size": args.batch_size,
+                   "steps": steps, "warmup": warmup, "default_precision": fast,
+                   "rows": [{"path": name, "with_data_img_s": round(with_data, 1), "model_step_img_s": round(model_only, 1)}
+                            for name, with_data, model_only in rows],
+                   "gflop_per_training_image": round(flops / 1e9, 3), "matmul_peak_tflops": round(peak, 2),
+                   "projected_s10_24_epochs_s": round(images / fastest)}
+        with open(args.json, "w") as file:
+            json.dump(summary, file, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """What the GPU path needs, shown on the CPU: a skipped fp16 step that does not make OneCycleLR warn,
-static compiled graphs through a partial evaluation batch, and main.py's precision rule and its reason."""
+static compiled graphs through a partial evaluation batch, and main.py's precision rule and its reason;
+on a GPU (skipped without one), a deterministic resume that repeats the straight run bit for bit."""
 import warnings
 
 import pytest
@@ -7,9 +8,9 @@ import torch
 from torch import nn
 
 import training_utils
-from tests.helpers import sgd, synthetic_loaders, tiny_cnn
+from tests.helpers import needs_cuda, sgd, synthetic_loaders, tiny_cnn
 from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
-from training_utils import compile_model, train
+from training_utils import compile_model, load_checkpoint, train
 
 
 def test_a_step_the_grad_scaler_skips_does_not_make_one_cycle_warn():
@@ -79,3 +80,20 @@ def test_amp_is_the_automatic_precision_and_contradictions_are_refused(tiny_cifa
     result = run_main("--data_dir", tiny_cifar, "--precision", "fp16", "--no_cuda", "--epochs", 1, "--output_dir",
                       tmp_path)
     assert result.returncode != 0 and "fp16 autocast needs CUDA" in result.stderr
+
+
+@needs_cuda
+def test_deterministic_resume_on_cuda_repeats_the_straight_run_bit_for_bit(tiny_cifar, tmp_path):  # noqa: F811
+    """With --deterministic (cuDNN's deterministic algorithms, no autotuning) a run resumed on the GPU
+    ends with the straight run's weights, as it does on the CPU."""
+    common = ["--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32,
+              "--deterministic", "--save_every", 1, "--no_plots"]
+    straight = run_main(*common, "--output_dir", tmp_path / "straight", timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "deterministic cuDNN" in straight.stdout and "batched loader" in straight.stdout
+    resumed = run_main(*common, "--output_dir", tmp_path / "resumed", "--resume",
+                       tmp_path / "straight" / "epoch_1.pt", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
