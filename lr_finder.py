@@ -41,7 +41,7 @@ with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which 
     from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
 from dataset import BatchedCifarLoader
-from training_utils import Precision, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
+from training_utils import Precision, skipped_steps_allowed, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
 from visualize import plot_lr_finder, plot_training_history  # noqa: F401 (the same)
 
 
@@ -353,6 +353,7 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     if precision.dtype is not None:
         amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": precision.dtype},
                "grad_scaler": precision.grad_scaler()}
+    scaler = amp.get("grad_scaler")
     settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
                 "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device),
                 "accumulation_steps": accumulation_steps, "val_loader": val_loader is not None}
@@ -367,7 +368,8 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         library.tqdm = bar if progress else functools.partial(bar, disable=True)
-        with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)):
+        with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)), \
+                skipped_steps_allowed(scaler):
             finder.range_test(train_loader, val_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
                               step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th,
                               accumulation_steps=accumulation_steps)
@@ -378,17 +380,17 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
         np.random.set_state(numpy_state)
     seconds = time.perf_counter() - start
     all_lrs, all_losses = finder.history["lr"], finder.history["loss"]
-    warnings = []
+    cautions = []
     if len(all_lrs) < skip_start + skip_end + 5:
         skip_start, skip_end = len(all_lrs) // 10, 0
-        warnings.append(f"only {len(all_lrs)} iterations: skips reduced to skip_start={skip_start}, skip_end=0")
+        cautions.append(f"only {len(all_lrs)} iterations: skips reduced to skip_start={skip_start}, skip_end=0")
     end = len(all_lrs) - skip_end
     lrs, losses = all_lrs[skip_start:end], all_losses[skip_start:end]
     suggestions, reason = suggest(lrs, losses)
     settings.update(skip_start=skip_start, skip_end=skip_end)
     stopped_early = len(all_lrs) < num_iter
     result = LRFinderResult(lrs, losses, suggestions, settings, all_lrs, all_losses, reason, stopped_early,
-                            seconds, warnings)
+                            seconds, cautions)
     result.warnings += analyse(result)
     return result
 

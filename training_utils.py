@@ -5,6 +5,7 @@ compute capability 8.0 and fp16 with a GradScaler below), channels_last, ``zero_
 non-blocking copies. ``Precision`` decides all of it once; ``precision="fp32"`` (or
 ``Precision.resolve(device, "fp32", channels_last=False)``) gives a plain fp32 run.
 """
+import contextlib
 import os
 import time
 import warnings
@@ -179,16 +180,21 @@ def _check_finite(losses, count, epoch):
             "(max) learning rate, add gradient clipping, or use precision='bf16'/'fp32' instead of fp16.")
 
 
-def _step_scheduler(scheduler, scaler):
-    """Step a per-batch scheduler. When an enabled GradScaler skipped the optimizer step (inf/NaN
-    gradients, as fp16 runs do on their first steps while the scale settles), PyTorch warns that the
-    scheduler stepped before the optimizer; the schedule is meant to advance with the batches, so that
-    warning is silenced here, and only here."""
-    if not scaler.is_enabled():
-        scheduler.step()
-        return
+@contextlib.contextmanager
+def skipped_steps_allowed(scaler):
+    """Inside it, PyTorch's warning that a scheduler stepped before the optimizer is silenced when
+    ``scaler`` is an enabled GradScaler: it skips the optimizer step whenever the gradients overflow (fp16
+    runs do on their first steps, while the scale settles), and the schedule is meant to advance with the
+    batches all the same. Every other warning still reaches the user."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        if scaler is not None and scaler.is_enabled():
+            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        yield
+
+
+def _step_scheduler(scheduler, scaler):
+    """Step a per-batch scheduler, with ``skipped_steps_allowed(scaler)``."""
+    with skipped_steps_allowed(scaler):
         scheduler.step()
 
 

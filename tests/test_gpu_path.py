@@ -97,3 +97,21 @@ def test_deterministic_resume_on_cuda_repeats_the_straight_run_bit_for_bit(tiny_
     a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_a_range_test_whose_grad_scaler_skips_steps_does_not_warn(monkeypatch):
+    """The range test on fp16 (a T4): the same skipped first steps, the same silence."""
+    from lr_finder import find_lr
+    from training_utils import Precision
+
+    monkeypatch.setattr(Precision, "grad_scaler", lambda self: torch.amp.GradScaler("cpu", init_scale=2.0 ** 120))
+    train_loader, _ = synthetic_loaders(n_train=256, batch_size=32)
+    model = tiny_cnn()
+
+    def large_loss(output, labels):
+        return nn.functional.cross_entropy(output, labels) * 1e6
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        find_lr(model, sgd(model, lr=1e-5), large_loss, train_loader, device="cpu", num_iter=6, precision="bf16")
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
