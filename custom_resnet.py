@@ -2,6 +2,8 @@
 
 * ``CustomResNet``: David Page's 9-layer ResNet for CIFAR-10 ("How to train your ResNet"), the net the
   S10 lesson trains to 94% in 24 epochs.
+* ``SpeedrunNet``: the third lesson's small net after Keller Jordan's airbench94 (a frozen patch-whitening
+  layer, three conv groups, no residuals), 94% in 10 epochs with the speedrun recipe.
 * ``resnet50``: torchvision's ResNet-50 v1.5 (stride 2 in the 3x3 conv of each bottleneck), optionally
   with its ImageNet weights and a new head for another number of classes.
 """
@@ -58,6 +60,91 @@ class CustomResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1)) * self.logit_scale
 
 
+class PatchWhitening(nn.Module):
+    """A frozen convolution that whitens ``patch`` x ``patch`` patches of the training images, then GELU.
+
+    ``initialize(images)`` sets its filters from the patches of (normalised) training images: the
+    eigenvectors of their second-moment matrix, each scaled by ``1 / sqrt(eigenvalue + eps)``, and their
+    negatives (so no information is lost to the activation). Its first half of output channels then has
+    a covariance close to the identity: every direction of a patch starts on an equal footing (David
+    Page's "How to train your ResNet" part 8; Keller Jordan's airbench uses 2x2 patches). The filters
+    never train; the bias trains for the first ``bias_train_steps`` training steps (counted by the layer,
+    kept in its state) and is frozen after, as in airbench94."""
+
+    def __init__(self, in_channels=3, patch=2, eps=5e-4, bias_train_steps=0):
+        super().__init__()
+        self.eps, self.bias_train_steps = eps, bias_train_steps
+        self.conv = nn.Conv2d(in_channels, 2 * in_channels * patch * patch, patch, bias=True)
+        self.conv.weight.requires_grad_(False)
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def initialize(self, images):
+        """Fit the filters to ``images`` (N x C x H x W floats, normalised as the net will see them)."""
+        channels, patch = self.conv.in_channels, self.conv.kernel_size[0]
+        patches = images.float().unfold(2, patch, 1).unfold(3, patch, 1)  # N x C x H' x W' x p x p
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels * patch * patch)
+        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + self.eps)[:, None]).flip(0)
+        filters = filters.reshape(-1, channels, patch, patch)
+        self.conv.weight.copy_(torch.cat((filters, -filters)))
+        self.conv.bias.zero_()
+        return self
+
+    def forward(self, x):
+        bias = self.conv.bias
+        if self.training and torch.is_grad_enabled():
+            if self.steps >= self.bias_train_steps:
+                bias = bias.detach()  # no gradient: SGD leaves it (and its weight decay) alone
+            self.steps += 1
+        return nn.functional.gelu(nn.functional.conv2d(x, self.conv.weight, bias))
+
+
+def _frozen_scale_norm(channels):
+    """BatchNorm with its scale frozen at 1 (only the bias trains), eps 1e-12 and running-statistic
+    momentum 0.4, airbench94's settings."""
+    norm = nn.BatchNorm2d(channels, eps=1e-12, momentum=0.4)
+    norm.weight.requires_grad_(False)
+    return norm
+
+
+class SpeedrunBlock(nn.Module):
+    """conv3x3 -> 2x2 max-pool -> BN -> GELU -> conv3x3 -> BN -> GELU, the convs starting as identities
+    on their first input channels (Dirac initialisation)."""
+
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm1, self.norm2 = _frozen_scale_norm(out_channels), _frozen_scale_norm(out_channels)
+        for conv in (self.conv1, self.conv2):
+            nn.init.dirac_(conv.weight[:conv.in_channels])
+
+    def forward(self, x):
+        x = nn.functional.gelu(self.norm1(nn.functional.max_pool2d(self.conv1(x), 2)))
+        return nn.functional.gelu(self.norm2(self.conv2(x)))
+
+
+class SpeedrunNet(nn.Module):
+    """The third lesson's net for 32x32 images, after Keller Jordan's airbench94 (MIT): a frozen 2x2
+    patch-whitening layer (24 channels), three ``SpeedrunBlock``s of widths 64, 256, 256 (no residual
+    connections), a 3x3 max-pool and a linear layer without bias, logits x 1/9. About 2 million weights,
+    a ninth of ``CustomResNet``'s compute per image. Call ``whiten.initialize(images)`` with training
+    images before training."""
+
+    def __init__(self, num_classes=10, widths=(64, 256, 256), logit_scale=1 / 9, whiten_bias_train_steps=0):
+        super().__init__()
+        self.whiten = PatchWhitening(bias_train_steps=whiten_bias_train_steps)
+        channels = [self.whiten.conv.out_channels, *widths]
+        self.blocks = nn.Sequential(*(SpeedrunBlock(a, b) for a, b in zip(channels, channels[1:])))
+        self.fc = nn.Linear(widths[-1], num_classes, bias=False)
+        self.logit_scale = logit_scale
+
+    def forward(self, x):
+        x = nn.functional.max_pool2d(self.blocks(self.whiten(x)), 3)
+        return self.fc(torch.flatten(x, 1)) * self.logit_scale
+
+
 def resnet50(num_classes=1000, pretrained=False, cifar_stem=False, zero_init_residual=True):
     """torchvision's ResNet-50 v1.5 (25,557,032 parameters with 1000 classes).
 
@@ -104,6 +191,10 @@ def build_model(name_or_dataset, num_classes, pretrained=False, zero_init_residu
     ``"resnet50"``, ImageNet names and image folders give ResNet-50 v1.5; ``"resnet50_cifar"`` the
     ResNet-50 with the CIFAR stem (``zero_init_residual``: see ``resnet50``)."""
     name = str(name_or_dataset).lower()
+    if name == "speedrun":
+        if pretrained:
+            raise ValueError("there are no pretrained weights for SpeedrunNet; train it from scratch")
+        return SpeedrunNet(num_classes)
     if name in ("custom_resnet", "cifar10", "cifar100", "cifar", "custom_resnet_cifar"):
         if pretrained:
             raise ValueError("there are no pretrained weights for the custom ResNet; train it from scratch")

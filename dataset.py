@@ -8,8 +8,8 @@ Sources give (image, label) pairs as uint8 HWC RGB numpy arrays:
 * ``SyntheticImages``: a small, seeded, learnable data set of coloured shapes for offline runs.
 
 ``AlbumentationsDataset`` turns any source plus an Albumentations ``Compose`` into a torch Dataset for a
-DataLoader. ``BatchedCifarLoader`` is the fast path: the whole uint8 data set lives as one tensor on the
-training device and each batch is augmented with tensor operations.
+DataLoader. The fast path, ``BatchedCifarLoader`` (the whole uint8 data set as one tensor on the training
+device, each batch augmented with tensor operations) and test-time augmentation, is in ``batched_data.py``.
 """
 import os
 import pickle
@@ -530,71 +530,10 @@ def make_loader(dataset, batch_size, train, device="cpu", workers=None, persiste
         pin_memory=torch.device(device).type == "cuda", persistent_workers=persistent and workers > 0)
 
 
-# ----------------------------------------------------------------------------------------- fast path
-class BatchedCifarLoader:
-    """A device-resident, batched CIFAR loader that iterates like a DataLoader over ``(x, y)`` batches.
-
-    The uint8 images live as one tensor on ``device``. Each epoch reshuffles (when ``train``) and each
-    batch gets, as tensor operations: pad 4 (reflect) + random crop, horizontal flip with p=0.5, one
-    ``cutout_size`` square hole filled with the data mean (inside the image, as Albumentations places
-    it); then normalisation. Batches come out in ``dtype`` and channels_last memory layout.
-    ``augment=False`` gives the test-time path (normalise only, fixed order).
-    """
-
-    def __init__(self, images, labels, batch_size, mean, std, train=True, device="cpu", augment=None,
-                 cutout_size=16, pad=4, drop_last=None, seed=0, dtype=torch.float32):
-        self.device = torch.device(device)
-        self.images = torch.as_tensor(images).to(self.device)  # N x H x W x 3 uint8
-        self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
-        self.batch_size, self.train = batch_size, train
-        self.augment = train if augment is None else augment
-        self.drop_last = train if drop_last is None else drop_last
-        self.cutout_size, self.pad, self.dtype = cutout_size, pad, dtype
-        self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32) * 255
-        self.std = torch.tensor(std, device=self.device, dtype=torch.float32) * 255
-        self.seed = seed
-        self.generator = torch.Generator(device=self.device).manual_seed(seed)
-        self.dataset = self.images  # for code that asks len(loader.dataset)
-        if self.augment:  # reflect-pad once; crops are then plain gathers
-            nchw = self.images.permute(0, 3, 1, 2).float()
-            self.padded = torch.nn.functional.pad(nchw, [pad] * 4, mode="reflect").to(torch.uint8).permute(0, 2, 3, 1)
-
-    def __len__(self):
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def set_epoch(self, epoch):
-        """Derive this epoch's shuffling and augmentations from ``(seed, epoch)`` (``fit`` calls it), so a
-        resumed run replays the remaining epochs exactly."""
-        self.generator.manual_seed(derive_seed(self.seed, epoch))
-
-    def _randint(self, high, size):
-        return torch.randint(0, high, size, device=self.device, generator=self.generator)
-
-    def augment_batch(self, index):
-        """Crop, flip and cut out the images at ``index``; returns uint8 B x H x W x 3."""
-        n, (h, w) = len(index), self.images.shape[1:3]
-        rows = torch.arange(h, device=self.device)
-        cols = torch.arange(w, device=self.device)
-        top, left = self._randint(2 * self.pad + 1, (n,)), self._randint(2 * self.pad + 1, (n,))
-        flip = self._randint(2, (n,)).bool()
-        col_index = left[:, None] + torch.where(flip[:, None], cols.flip(0)[None], cols[None])
-        x = self.padded[index[:, None, None], (top[:, None] + rows)[:, :, None], col_index[:, None, :]]
-        size = self.cutout_size
-        if size > 0:
-            y0, x0 = self._randint(h - size + 1, (n,)), self._randint(w - size + 1, (n,))
-            inside_rows = (rows[None] >= y0[:, None]) & (rows[None] < y0[:, None] + size)
-            inside_cols = (cols[None] >= x0[:, None]) & (cols[None] < x0[:, None] + size)
-            hole = inside_rows[:, :, None] & inside_cols[:, None, :]
-            x = torch.where(hole[..., None], self.mean.round().to(torch.uint8), x)
-        return x
-
-    def __iter__(self):
-        n = len(self.labels)
-        order = torch.randperm(n, device=self.device, generator=self.generator) if self.train \
-            else torch.arange(n, device=self.device)
-        for batch in range(len(self)):
-            index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
-            x = self.augment_batch(index) if self.augment else self.images[index]
-            x = ((x.float() - self.mean) / self.std).to(self.dtype)
-            yield x.permute(0, 3, 1, 2), self.labels[index]  # NHWC storage = channels_last NCHW
+def __getattr__(name):
+    """``from dataset import BatchedCifarLoader`` keeps working: the batched loader lives in
+    ``batched_data.py`` now (imported on first use, so the two modules import each other one way only)."""
+    if name == "BatchedCifarLoader":
+        from batched_data import BatchedCifarLoader
+        return BatchedCifarLoader
+    raise AttributeError(f"module 'dataset' has no attribute {name!r}")

@@ -40,7 +40,7 @@ with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which 
     import torch_lr_finder.lr_finder as library
     from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
-from dataset import BatchedCifarLoader
+from batched_data import BatchedCifarLoader
 from training_utils import Precision, skipped_steps_allowed, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
 from visualize import plot_lr_finder, plot_training_history  # noqa: F401 (the same)
 
@@ -140,7 +140,7 @@ class LRFinder(library.LRFinder):
 
     Loaders are the package's: a DataLoader of ``(inputs, labels, ...)`` batches, or a subclass of
     ``TrainDataLoaderIter`` / ``ValDataLoaderIter`` that turns other batches (dicts, ...) into
-    ``(inputs, labels)``; this repository's ``dataset.BatchedCifarLoader`` is taken as a DataLoader. Other
+    ``(inputs, labels)``; this repository's ``batched_data.BatchedCifarLoader`` is taken as a DataLoader. Other
     types get the package's ``ValueError``. (``find_lr`` takes any iterable of batches.)
 
     ``plot`` draws with pyplot and, unless given ``ax``, shows the figure (in a notebook the graph

@@ -30,6 +30,13 @@ class CheckpointError(RuntimeError):
     """A checkpoint cannot be read or does not belong to this run."""
 
 
+def get_device(name="auto"):
+    """``"auto"``: ``cuda`` when available, else ``cpu``; any other name is taken as it is."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
 def get_lr(optimizer):
     """The learning rate of the first parameter group."""
     return optimizer.param_groups[0]["lr"]
@@ -231,11 +238,12 @@ class TestResult(namedtuple("TestResult", "correct loss")):
 
 
 def train(model, device, loader, optimizer, criterion, scheduler=None, *, precision="auto", scaler=None,
-          grad_clip=None, epoch=None, progress=False):
+          grad_clip=None, epoch=None, progress=False, after_step=None):
     """Train for one epoch; returns a ``TrainResult`` (``correct, processed, loss``; over all processes of
     a distributed run) whose ``.steps`` holds the LR, momentum and loss of every step.
 
-    ``scheduler``, when given, is stepped after every batch (OneCycleLR). ``precision`` is a string or a
+    ``scheduler``, when given, is stepped after every batch (OneCycleLR); ``after_step``, when given, is
+    called after every step (``LookaheadAverage.after_step``). ``precision`` is a string or a
     ``Precision``; ``scaler`` a GradScaler to keep across epochs (made from the precision when None).
     A NaN or infinite loss raises ``NonFiniteLossError`` naming the epoch and step (checked every few
     steps on CUDA to avoid a sync per step).
@@ -272,6 +280,8 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
         scaler.update()
         if scheduler is not None:
             _step_scheduler(scheduler, scaler)
+        if after_step is not None:
+            after_step()
         valid = y != SKIPPED_LABEL
         correct += ((output.argmax(1) == y) & valid).sum()
         seen += valid.sum()
@@ -314,6 +324,51 @@ def test(model, device, loader, criterion, *, precision="auto", topk=1):
     result.processed, result.skipped = int(seen), int(skipped)
     result.correct5 = int(hits[min(4, len(hits) - 1)]) if topk >= 5 else None
     return result
+
+
+class LookaheadAverage:
+    """Weight averaging as Keller Jordan's airbench94 does it ("lookahead"): every ``every`` training
+    steps the running average moves towards the weights with ``decay = base_decay ** every * (step /
+    total_steps) ** power`` and the weights jump back to the average; ``finish()`` (after the last step)
+    leaves the average in the model. Early on the decay is near 0 (the average follows the weights); late
+    in the run, when the LR is small, it averages over the last few hundred steps: a cheap ensemble.
+
+    It averages every floating-point entry of the model's state (batch-norm statistics too). ``fit(...,
+    weight_average=LookaheadAverage(model, epochs * len(train_loader)))`` calls it and keeps it in the
+    checkpoints, so a resumed run stays exact."""
+
+    def __init__(self, model, total_steps, every=5, base_decay=0.95, power=3):
+        self.model, self.total_steps = unwrap(model), total_steps
+        self.every, self.base_decay, self.power, self.step = every, base_decay, power, 0
+        self.average = {name: tensor.detach().clone() for name, tensor in self.model.state_dict().items()
+                        if tensor.is_floating_point()}
+
+    def after_step(self):
+        """Count one training step; every ``every`` steps, average and jump back."""
+        self.step += 1
+        if self.step % self.every == 0:
+            self._update(self.base_decay ** self.every * (self.step / self.total_steps) ** self.power)
+
+    def finish(self):
+        """Put the average into the model (the weights the run ends with)."""
+        self._update(1.0)
+
+    @torch.no_grad()
+    def _update(self, decay):
+        for name, tensor in self.model.state_dict().items():
+            if name in self.average:
+                self.average[name].lerp_(tensor, 1 - decay)
+                tensor.copy_(self.average[name])
+
+    def state_dict(self):
+        """The step count and the average, for a checkpoint."""
+        return {"step": self.step, "average": self.average}
+
+    def load_state_dict(self, state):
+        """Continue from a checkpoint's ``state_dict()``."""
+        self.step = state["step"]
+        for name, tensor in state["average"].items():
+            self.average[name].copy_(tensor)
 
 
 # ------------------------------------------------------------------------------------------ checkpoints
@@ -425,7 +480,7 @@ def _share_buffers_from_rank0(model):
 
 def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None, *,
         scheduler_per_batch=None, precision="auto", grad_clip=None, topk=1, checkpoint_dir=None, save_every=0,
-        resume=None, seed=0, progress=False, log=print, test_name="test"):
+        resume=None, seed=0, progress=False, log=print, test_name="test", weight_average=None):
     """Train for ``epochs`` epochs, evaluating after each; returns the history dict and logs one line
     per epoch.
 
@@ -441,7 +496,8 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     Distributed runs: pass the DistributedDataParallel model (checkpoints hold the inner model's
     weights, and evaluation runs on it) and a loader whose sampler shards by rank; give
     ``checkpoint_dir`` and ``log`` only on rank 0. ``test_name`` names the evaluation split in the log
-    ("test" for CIFAR, "val" for an ImageNet validation folder).
+    ("test" for CIFAR, "val" for an ImageNet validation folder). ``weight_average`` (a
+    ``LookaheadAverage``) is updated after every step and finished before the last evaluation.
     """
     precision = Precision.resolve(device, precision)
     scaler = precision.grad_scaler()
@@ -462,6 +518,10 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             scheduler.load_state_dict(state["scheduler"])
         if state.get("scaler"):
             scaler.load_state_dict(state["scaler"])
+        if weight_average is not None:
+            if not state.get("weight_average"):
+                raise CheckpointError(f"{resume} holds no weight average; resume it without weight_average")
+            weight_average.load_state_dict(state["weight_average"])
         if state.get("seed", seed) != seed:
             log(f"note: {resume} was made with seed {state['seed']}; continuing with that seed")
             seed = state["seed"]
@@ -473,7 +533,8 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
         return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict() if scheduler is not None else None,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch,
-                "epochs": epochs, "steps_per_epoch": len(train_loader), "history": history, "seed": seed}
+                "epochs": epochs, "steps_per_epoch": len(train_loader), "history": history, "seed": seed,
+                "weight_average": weight_average.state_dict() if weight_average is not None else None}
 
     epoch = start_epoch
     try:
@@ -482,9 +543,12 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             start_epoch_randomness(train_loader, seed, epoch, _rank())
             trained = train(model, device, train_loader, optimizer, criterion,
                             scheduler if scheduler_per_batch else None, precision=precision, scaler=scaler,
-                            grad_clip=grad_clip, epoch=epoch, progress=progress)
+                            grad_clip=grad_clip, epoch=epoch, progress=progress,
+                            after_step=weight_average.after_step if weight_average is not None else None)
             if scheduler is not None and not scheduler_per_batch:
                 scheduler.step()
+            if weight_average is not None and epoch == epochs:
+                weight_average.finish()
             _share_buffers_from_rank0(raw_model)
             tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk)
             history["epoch_time"].append(time.perf_counter() - start)
@@ -535,7 +599,6 @@ def train_with_one_cycle(model, train_loader, val_loader, optimizer, criterion, 
     per-step ``lr`` and ``momentum``). ``device`` defaults to CUDA when available; ``fit_options`` go to
     ``fit`` (``checkpoint_dir``, ``precision``, ``seed``, ...)."""
     from recipes import IMAGENET, build_one_cycle
-    from utils import get_device
 
     device = torch.device(device) if device is not None else get_device()
     scheduler = build_one_cycle(recipe or IMAGENET, optimizer, max_lr, num_epochs, len(train_loader))

@@ -10,6 +10,7 @@ import torch
 from torchsummary import summary
 
 from dataset import channel_stats
+from training_utils import Precision, get_device  # noqa: F401 (get_device: the lessons import it from here)
 # the S10 reference notebook imports these figures from utils; they live in visualize
 from visualize import (display_cifar_misclassified_data, display_loss_and_accuracies,  # noqa: F401
                        visualize_cifar_augmentation)
@@ -42,7 +43,6 @@ def _fmt(values):
 def get_predictions(model, device, loader, precision="auto"):
     """One pass over ``loader``: ``(true_labels, predicted_labels)`` as numpy arrays, in loader order.
     Feeds both the confusion matrix and ``misclassified`` (for an unshuffled loader)."""
-    from training_utils import Precision
 
     precision = Precision.resolve(device, precision)
     with evaluating(model):
@@ -66,7 +66,6 @@ def get_misclassified_data(model, device, loader, max_items=None, precision="aut
     """The wrong predictions over ``loader`` as a list of ``(image, true_label, predicted_label)`` (images as
     CPU float tensors, still normalised), as the S10 reference notebook used them; one pass. The lesson
     itself uses ``get_predictions`` + ``misclassified``, which also feed the confusion matrix."""
-    from training_utils import Precision
 
     precision = Precision.resolve(device, precision)
     with evaluating(model):
@@ -97,13 +96,6 @@ def describe_machine(device):
     except (OSError, StopIteration):
         units = []
     return (f"{model}, {os.cpu_count()} cores, bf16 units: {', '.join(units) or 'none'}, torch {torch.__version__}")
-
-
-def get_device(name="auto"):
-    """``"auto"``: ``cuda`` when available, else ``cpu``; any other name is taken as it is."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed=1):

@@ -23,7 +23,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from custom_resnet import CustomResNet  # noqa: E402
-from dataset import (AlbumentationsDataset, BatchedCifarLoader, ImageArrays, cifar_train_transforms,  # noqa: E402
+from batched_data import BatchedCifarLoader  # noqa: E402
+from dataset import (AlbumentationsDataset, ImageArrays, cifar_train_transforms,  # noqa: E402
                      make_loader)
 from training_utils import Precision, compile_model, resolve_precision  # noqa: E402
 from utils import describe_machine  # noqa: E402

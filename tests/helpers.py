@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch import nn
 
-from dataset import BatchedCifarLoader, SyntheticImages
+from batched_data import BatchedCifarLoader
+from dataset import SyntheticImages
 
 MEAN, STD = (0.45, 0.42, 0.42), (0.2, 0.2, 0.2)
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,0 +1,171 @@
+"""The speedrun pieces (issue: the third lesson): patch whitening, test-time augmentation, lookahead
+weight averaging, alternating flips, batch-norm biases at a larger LR, and exact resume with all of them."""
+import pytest
+import torch
+from torch import nn
+
+import recipes
+from batched_data import BatchedCifarLoader, TestTimeAugmentation
+from custom_resnet import PatchWhitening, SpeedrunNet
+from dataset import SyntheticImages
+from tests.helpers import MEAN, STD
+from training_utils import LookaheadAverage, fit, load_checkpoint
+
+
+def correlated_images(n=256, seed=0):
+    """Images whose neighbouring pixels and channels are strongly correlated, as natural images are."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 1, 16, 16, generator=generator)
+    smooth = nn.functional.interpolate(base, size=32, mode="bilinear", align_corners=False)
+    colour = torch.tensor([1.0, 0.8, 0.6]).view(1, 3, 1, 1)
+    return smooth * colour + 0.1 * torch.randn(n, 3, 32, 32, generator=generator)
+
+
+def test_whitening_makes_the_patch_covariance_of_its_inputs_the_identity():
+    images = correlated_images()
+    layer = PatchWhitening(eps=1e-6).initialize(images)
+    outputs = nn.functional.conv2d(images, layer.conv.weight)[:, :12]  # before the activation; + half
+    flat = outputs.permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = flat.T @ flat / len(flat)
+    assert torch.allclose(covariance, torch.eye(12), atol=2e-3)
+    before = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
+    assert (before.T @ before / len(before) - torch.eye(12)).abs().max() > 0.5  # it had much to do
+    assert torch.equal(layer.conv.weight[12:], -layer.conv.weight[:12]) and not layer.conv.weight.requires_grad
+
+
+def test_the_whitening_bias_trains_for_its_steps_then_stops():
+    layer = PatchWhitening(bias_train_steps=2).initialize(correlated_images(16))
+    grads = []
+    for _ in range(4):
+        layer.conv.bias.grad = None
+        layer(correlated_images(4).requires_grad_()).sum().backward()
+        grads.append(layer.conv.bias.grad)
+    assert grads[0] is not None and grads[1] is not None and grads[2] is None and grads[3] is None
+    assert int(layer.steps) == 4 and "steps" in layer.state_dict()  # the count resumes with a checkpoint
+
+
+class FlipSymmetric(nn.Module):
+    """Logits from each channel's mean over rows and over the mirrored column pairs: flip-invariant."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(3 * 32, 10)
+
+    def forward(self, x):
+        columns = x.mean(2)
+        return self.fc((columns + columns.flip(-1)).flatten(1))
+
+
+def test_test_time_augmentation_of_a_flip_symmetric_model_equals_its_plain_output():
+    torch.manual_seed(0)
+    model, x = FlipSymmetric(), torch.randn(8, 3, 32, 32)
+    assert torch.allclose(TestTimeAugmentation(model, views=2)(x), model(x), atol=1e-6)
+    flat = torch.randn(8, 3, 1, 1).expand(8, 3, 32, 32).contiguous()  # translations cannot change it either
+    assert torch.allclose(TestTimeAugmentation(model, views=6)(flat), model(flat), atol=1e-6)
+    assert not torch.allclose(TestTimeAugmentation(model, views=6)(x), model(x), atol=1e-4)  # but they do act
+    with pytest.raises(ValueError, match="views must be one of"):
+        TestTimeAugmentation(model, views=4)
+
+
+class Recorder(nn.Module):
+    """Remembers each input; its k-th call answers the k-th unit vector, so the output of a weighted
+    average of its calls is the vector of the weights."""
+
+    def __init__(self):
+        super().__init__()
+        self.inputs = []
+
+    def forward(self, x):
+        self.inputs.append(x.clone())
+        return nn.functional.one_hot(torch.full((len(x),), len(self.inputs) - 1), 6).float()
+
+
+def test_six_views_are_the_image_its_mirror_and_both_shifted_one_pixel_each_way_weighted_as_airbench():
+    x = torch.randn(2, 3, 32, 32)
+    recorder = Recorder()
+    weights = TestTimeAugmentation(recorder, views=6)(x)
+    assert torch.allclose(weights, torch.tensor([0.25, 0.25, 0.125, 0.125, 0.125, 0.125]).expand(2, 6))
+    plain, mirror, down_right, down_right_mirror, up_left, up_left_mirror = recorder.inputs
+    assert torch.equal(plain, x) and torch.equal(mirror, x.flip(-1))
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1]) and torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
+    assert torch.equal(down_right_mirror, down_right.flip(-1)) and torch.equal(up_left_mirror, up_left.flip(-1))
+
+
+def test_weight_averaging_of_identical_weights_changes_nothing_and_averages_what_moves():
+    torch.manual_seed(0)
+    model = SpeedrunNet(widths=(8, 16, 16))
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    average = LookaheadAverage(model, total_steps=20)
+    for _ in range(20):
+        average.after_step()
+    average.finish()
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+    average.finish()  # decay 1: the average wins, the move is undone
+    assert torch.equal(model.fc.weight, before["fc.weight"])
+    average.step = 14
+    with torch.no_grad():
+        model.fc.weight.add_(1.0)
+    average.after_step()  # step 15 of 20: decay 0.95**5 * 0.75**3
+    decay = 0.95 ** 5 * (15 / 20) ** 3
+    assert torch.allclose(model.fc.weight, before["fc.weight"] + (1 - decay))
+
+
+def test_alternating_flip_shows_each_image_both_ways_over_two_epochs():
+    data = SyntheticImages(n=64, seed=0)
+    labels = torch.arange(64)  # the label names the image
+    loader = BatchedCifarLoader(data.images, labels, 16, MEAN, STD, train=True, pad=0, cutout_size=0,
+                                flip="alternating", seed=3)
+    seen = []
+    for epoch in (1, 2, 3):
+        loader.set_epoch(epoch)
+        batches = list(loader)
+        x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+        seen.append(x[y.argsort()])
+    assert torch.equal(seen[1], seen[0].flip(-1)) and torch.equal(seen[2], seen[0])
+    plain = BatchedCifarLoader(data.images, labels, 64, MEAN, STD, train=False)
+    original = next(iter(plain))[0]
+    flipped = [bool(torch.equal(seen[0][i], original[i].flip(-1))) for i in range(64)]
+    assert 16 < sum(flipped) < 48  # the first epoch's choice is random per image
+
+
+def test_batch_norm_biases_follow_the_one_cycle_at_their_scale():
+    model = SpeedrunNet(widths=(8, 16, 16))
+    optimizer = recipes.build_optimizer(recipes.SPEEDRUN, model)
+    scheduler = recipes.build_one_cycle(recipes.SPEEDRUN, optimizer, 1.5, epochs=2, steps_per_epoch=5)
+    norm_group, other_group = optimizer.param_groups
+    assert norm_group["lr_scale"] == 64 and norm_group["weight_decay"] * 64 == pytest.approx(other_group["weight_decay"])
+    for _ in range(10):
+        assert norm_group["lr"] == pytest.approx(64 * other_group["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert not any(p is model.whiten.conv.weight for group in optimizer.param_groups for p in group["params"])
+
+
+def speedrun_run(checkpoint_dir, resume=None):
+    """Three epochs of the speedrun recipe's pieces on a small SpeedrunNet and 256 generated images."""
+    train, test = SyntheticImages(256, seed=0), SyntheticImages(128, seed=1)
+    train_loader = BatchedCifarLoader(train.images, train.labels, 64, MEAN, STD, train=True, pad=2,
+                                      cutout_size=0, flip="alternating", seed=5)
+    test_loader = BatchedCifarLoader(test.images, test.labels, 128, MEAN, STD, train=False)
+    torch.manual_seed(0)
+    model = SpeedrunNet(widths=(8, 16, 16), whiten_bias_train_steps=len(train_loader))
+    model.whiten.initialize(next(iter(BatchedCifarLoader(train.images, train.labels, 256, MEAN, STD,
+                                                         train=False)))[0])
+    optimizer = recipes.build_optimizer(recipes.SPEEDRUN, model, lr=0.5)
+    scheduler = recipes.build_one_cycle(recipes.SPEEDRUN, optimizer, 0.5, 3, len(train_loader))
+    average = LookaheadAverage(model, 3 * len(train_loader))
+    history = fit(model, "cpu", train_loader, test_loader, optimizer, nn.CrossEntropyLoss(label_smoothing=0.2), 3,
+                  scheduler, precision="fp32", checkpoint_dir=checkpoint_dir, save_every=1, resume=resume,
+                  log=lambda *_: None, weight_average=average)
+    return model, history
+
+
+def test_a_resumed_speedrun_repeats_the_straight_run_bit_for_bit(tmp_path):
+    straight, history = speedrun_run(tmp_path / "straight")
+    assert history["test_acc"][-1] > 30  # it learns
+    resumed, _ = speedrun_run(tmp_path / "resumed", resume=tmp_path / "straight" / "epoch_1.pt")
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert load_checkpoint(tmp_path / "straight" / "epoch_1.pt")["weight_average"]["step"] == 4
