@@ -214,9 +214,15 @@ def _sum_over_processes(values, device):
     return totals.tolist()
 
 
-class TrainResult(namedtuple("TrainResult", "correct processed loss")):
-    """One training epoch: ``correct, processed, loss = train(...)`` (loss: the mean over the steps);
-    ``.acc`` in %, and ``.steps``: the LR, momentum and loss at every step."""
+class TrainResult(namedtuple("TrainResult", "correct processed loss_sum")):
+    """One training epoch, as the specification's S10 loop reads it: ``correct, processed, train_loss =
+    train(...)`` with ``train_loss`` the sum of the per-step losses, so that ``train_loss /
+    len(train_loader)`` is the mean. ``.loss`` is that mean, ``.acc`` the accuracy in %, and ``.steps``
+    the LR, momentum and loss at every step."""
+
+    @property
+    def loss(self):
+        return self.loss_sum / max(self.num_steps, 1)
 
     @property
     def acc(self):
@@ -239,8 +245,9 @@ class TestResult(namedtuple("TestResult", "correct loss")):
 
 def train(model, device, loader, optimizer, criterion, scheduler=None, *, precision="auto", scaler=None,
           grad_clip=None, epoch=None, progress=False, after_step=None):
-    """Train for one epoch; returns a ``TrainResult`` (``correct, processed, loss``; over all processes of
-    a distributed run) whose ``.steps`` holds the LR, momentum and loss of every step.
+    """Train for one epoch; returns a ``TrainResult`` (``correct, processed, loss_sum``, over all processes
+    of a distributed run; ``.loss`` the mean loss) whose ``.steps`` holds the LR, momentum and loss of
+    every step.
 
     ``scheduler``, when given, is stepped after every batch (OneCycleLR); ``after_step``, when given, is
     called after every step (``LookaheadAverage.after_step``). ``precision`` is a string or a
@@ -292,7 +299,9 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     _check_finite(losses, num_steps, epoch)
     loss_sum, hits, seen, skipped, steps = _sum_over_processes(
         [losses.sum().item(), correct.item(), seen.item(), skipped.item(), num_steps], precision.device)
-    result = TrainResult(int(hits), int(seen), loss_sum / max(steps, 1))
+    mean = loss_sum / max(steps, 1)  # over the steps of every process
+    result = TrainResult(int(hits), int(seen), mean * num_steps)
+    result.num_steps = num_steps
     result.skipped = int(skipped)
     result.steps = {"lr": lrs, "momentum": momentums, "loss": losses.tolist()}
     return result

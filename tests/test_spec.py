@@ -194,9 +194,11 @@ def test_s10_reference_notebook_calls(cifar_folder):
                                                     three_phase=False, final_div_factor=100, anneal_strategy="linear")
     train_losses, test_losses, train_acc, test_acc, learning_rates = [], [], [], [], []
     for epoch in range(1, EPOCHS + 1):
-        correct, processed, train_loss = train(model, DEVICE, train_loader, optimizer, criterion, scheduler)
+        result = train(model, DEVICE, train_loader, optimizer, criterion, scheduler)
+        correct, processed, train_loss = result
         train_acc.append(100 * correct / processed)
-        train_losses.append(train_loss)
+        train_losses.append(train_loss / len(train_loader))  # as the specification's loop writes it
+        assert train_losses[-1] == pytest.approx(sum(result.steps["loss"]) / len(train_loader), rel=1e-5)
         learning_rates.append(get_lr(optimizer))
         correct, test_loss = test(model, DEVICE, test_loader, criterion)
         test_acc.append(100. * correct / len(test_loader.dataset))
