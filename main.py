@@ -34,6 +34,7 @@ DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagefolder": "imagef
             "imagenet1k": "imagefolder", "custom": "imagefolder"}
 MODELS = ("custom_resnet", "resnet50")
 REPORT_FILES = ("suggested_lr.json", "lr_finder_log.txt")
+DEFAULT_SEED = 1
 # option -> recipe field; the default of each comes from the recipe of the data set and model
 RECIPE_OPTIONS = {
     "epochs": "epochs", "batch_size": "batch_size", "max_lr": "max_lr", "weight_decay": "weight_decay",
@@ -165,7 +166,9 @@ def build_parser():
     lr.add_argument("--lr_diverge_th", type=float, default=5.0, help="stop once the loss exceeds this many times "
                     "the best (> 1)")
     lr.add_argument("--lr_accumulation_steps", type=positive(int), default=1, help="accumulate gradients over "
-                    "this many batches per range-test step (effective batch = batch_size x this)")
+                    "this many batches per range-test step (effective batch = batch_size x this, the batch size "
+                    "suggested_lr.json records). The range test alone: training does not accumulate, so --find_lr "
+                    "--epochs N > 1 refuses it (the LR found would belong to another batch size)")
     lr.add_argument("--lr_plot", help="where to save the plot; the log and suggested_lr.json go into the same "
                     "folder (a folder name puts all three there; default: --output_dir)")
     train = parser.add_argument_group("training")
@@ -224,7 +227,8 @@ def build_parser():
                           help="continue the run in --output_dir from its last.pt (or from CHECKPOINT): same "
                           "schedule, same history, the same result as a run that never stopped")
     previous.add_argument("--overwrite", action="store_true", help="replace a previous run in --output_dir")
-    run.add_argument("--seed", type=int, default=1, help="seed for weights, data order and augmentations")
+    run.add_argument("--seed", type=int, help=f"seed for weights, data order, augmentations and --max_samples "
+                     f"subsets (default: {DEFAULT_SEED}; --resume continues with the checkpoint's seed, and says so)")
     run.add_argument("--device", default="auto", help="auto (CUDA when available), cuda, cuda:N or cpu")
     run.add_argument("--no_cuda", action="store_true", help="run on the CPU even when CUDA is available")
     run.add_argument("--no_plots", action="store_true", help="skip figures other than the range-test plot")
@@ -287,6 +291,12 @@ def validate(parser, args):
     check(args.batch_size % world == 0, f"--batch_size {args.batch_size} must divide over {world} processes")
     check(not (args.find_lr and world > 1), "--find_lr runs in one process: run it without torchrun")
     check(not (args.find_lr and args.resume), "--resume continues a training run; it does not apply to --find_lr")
+    accumulated = args.batch_size * args.lr_accumulation_steps
+    check(not (args.find_lr and args.train and args.lr_accumulation_steps > 1),
+          f"--lr_accumulation_steps {args.lr_accumulation_steps} makes the range test find the max LR for batches of "
+          f"{accumulated} images, but training steps every --batch_size {args.batch_size} images (it does not "
+          f"accumulate): drop --lr_accumulation_steps, or run the range test alone (--find_lr without --epochs) and "
+          f"train at --batch_size {accumulated} with --max_lr <its suggested_lr.json>")
     check(args.image_size >= 32, f"--image_size must be at least 32, got {args.image_size}")
     check(not (args.use_albumentation and args.loader == "batched"),
           "--use_albumentation and --loader batched contradict each other: choose one")
@@ -312,6 +322,7 @@ def validate(parser, args):
         check(args.resume.is_file(), f"--resume: checkpoint {args.resume} does not exist")
     else:
         args.resume = None
+        args.seed = DEFAULT_SEED if args.seed is None else args.seed
     previous_run = (output_dir / "last.pt").exists() and args.train
     previous_report = args.find_lr and any((args.report_dir / name).exists() for name in REPORT_FILES)
     check(not (previous_run or previous_report) or args.resume or args.overwrite,
@@ -341,6 +352,24 @@ def max_lr_from_report(parser, path, batch_size):
                      f"{batch_size}; the best LR depends on the batch size: run the range test again at "
                      f"--batch_size {batch_size}, or train at --batch_size {report.get('batch_size')}")
     return float(report["suggested_lr"])
+
+
+def resumed_seed(checkpoint, asked, log):
+    """The seed a resumed run continues with: the checkpoint's, whatever ``--seed`` (``asked``, None when not
+    given) says, so that the subset, the shuffling and the augmentations of the remaining epochs are those of
+    the run that stopped; the log names it, and a differing ``--seed`` as ignored. A checkpoint without a
+    seed continues with ``asked`` (default ``DEFAULT_SEED``)."""
+    from training_utils import load_checkpoint
+
+    saved = load_checkpoint(checkpoint).get("seed")
+    if saved is None:
+        return DEFAULT_SEED if asked is None else asked
+    if asked is not None and asked != saved:
+        log(f"note: --seed {asked} ignored: {checkpoint} was made with seed {saved}, and a resumed run continues "
+            "with it")
+    else:
+        log(f"seed {saved}, from {checkpoint}")
+    return saved
 
 
 def setup_distributed(device_name):
@@ -491,6 +520,8 @@ def run(args, command):
         sys.exit(f"main.py: error: --precision {args.precision}: {error}")
     master = rank == 0
     log = print if master else (lambda *_: None)
+    if args.resume:  # the subset, the shuffling and the augmentations were drawn from the checkpoint's seed
+        args.seed = resumed_seed(args.resume, args.seed, log)
     output_dir = Path(args.output_dir).expanduser()
     train_set, val_set, class_names = in_turn(lambda: build_data(args))
     if args.num_classes is not None and args.num_classes != len(class_names):

@@ -173,6 +173,9 @@ def test_help_explains_the_options():
     (["--max_lr", "0.1", "--loader", "batched", "--rotate_degrees", "15"], "--loader batched has no rotation"),
     (["--max_lr", "0.1", "--loader", "batched", "--cutout_holes", "2"], "not --cutout_holes 2"),
     (["--max_lr", "0.1", "--loader", "batched", "--use_albumentation"], "contradict each other"),
+    (["--find_lr", "--epochs", "3", "--batch_size", "32", "--lr_accumulation_steps", "4"],
+     "--lr_accumulation_steps 4 makes the range test find the max LR for batches of 128 images, but training "
+     "steps every --batch_size 32 images"),
 ])
 def test_bad_arguments_exit_with_code_2(tmp_path, args, named):
     result = run_main(*args, "--output_dir", tmp_path / "out")
@@ -202,6 +205,7 @@ def test_find_lr_on_an_image_folder_writes_the_report(tiny_folder, tmp_path):
     summary = json.loads((out / "suggested_lr.json").read_text())
     assert JSON_KEYS <= set(summary)
     assert summary["batch_size"] == 8 and summary["num_iter"] == 12 and "4 classes" in summary["dataset"]
+    assert set(summary["suggestions"]) == {"steepest", "valley", "min_loss", "minimum"}
     assert "main.py --data_dir" in (out / "lr_finder_log.txt").read_text()
     assert "ResNet-50 v1.5, zero-init residuals" in (out / "lr_finder_log.txt").read_text()
 

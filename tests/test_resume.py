@@ -53,18 +53,22 @@ def test_fit_resumed_after_one_epoch_equals_the_straight_run(tmp_path, path, wor
 
 def test_each_epoch_augments_and_shuffles_differently_but_reproducibly():
     data = dataset.SyntheticImages(16, seed=0)
-    train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(data.images, data.labels),
+    index = np.arange(16)  # as the label: a batch's labels say which image each row holds
+    train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(data.images, index),
                                               dataset.cifar_train_transforms(MEAN, STD, cutout_size=8), seed=5)
     loader = dataset.make_loader(train_set, 16, True, workers=0, seed=5)
 
     def epoch_batch(epoch):
+        """The epoch's order, and its augmented images put back in index order."""
         loader.sampler.set_epoch(epoch)
-        return next(iter(loader))
+        images, order = next(iter(loader))
+        return order, images[order.argsort()]
 
-    first, again, second = epoch_batch(1), epoch_batch(1), epoch_batch(2)
-    assert torch.equal(first[0], again[0]) and torch.equal(first[1], again[1])
-    assert not torch.equal(first[1], second[1])  # another order
-    assert sorted(first[1].tolist()) == sorted(second[1].tolist()) == sorted(data.labels.tolist())
+    (first_order, first), (again_order, again), (second_order, second) = epoch_batch(1), epoch_batch(1), epoch_batch(2)
+    assert torch.equal(first_order, again_order) and torch.equal(first, again)
+    assert not torch.equal(first_order, second_order)  # another order
+    assert sorted(first_order.tolist()) == sorted(second_order.tolist()) == index.tolist()
+    assert all(not torch.equal(a, b) for a, b in zip(first, second))  # every image augmented anew
 
 
 @pytest.mark.parametrize("loader", [["--workers", 0], ["--workers", 2], ["--loader", "batched"]])
@@ -113,3 +117,51 @@ def test_compiled_model_checkpoints_plain_weights_and_resumes_exactly(tmp_path):
         assert torch.equal(tensor, resumed_plain.state_dict()[name]), name
         assert torch.equal(tensor, plain_straight.state_dict()[name]), name
         assert torch.equal(tensor, resumed_compiled.state_dict()[name]), name
+
+
+def test_the_printed_resume_command_continues_a_seed_2_run_exactly(tiny_cifar, tmp_path, monkeypatch, capsys):  # noqa: F811
+    """A run started with --seed 2 (which also picks the --max_samples subset) and stopped by Ctrl-C in epoch 2
+    prints a resume command; run as printed, without its --seed, or with another --seed, it ends with the
+    weights of the run that never stopped: the resumed run takes the checkpoint's seed and says so."""
+    import shlex
+    import shutil
+
+    import training_utils
+    from main import main
+
+    common = ["--dataset", "cifar10", "--data_dir", str(tiny_cifar), "--epochs", "2", "--batch_size", "16",
+              "--max_samples", "40", "--seed", "2", "--workers", "0", "--precision", "fp32", "--no_plots"]
+    main([*common, "--output_dir", str(tmp_path / "straight")])
+    real_test, calls = training_utils.test, []
+
+    def ctrl_c_in_the_second_evaluation(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_test(*args, **kwargs)
+
+    monkeypatch.setattr(training_utils, "test", ctrl_c_in_the_second_evaluation)
+    with pytest.raises(SystemExit) as stopped:
+        main([*common, "--output_dir", str(tmp_path / "stopped")])
+    monkeypatch.undo()
+    assert load_checkpoint(tmp_path / "stopped" / "last.pt")["epoch"] == 1
+    printed = shlex.split(str(stopped.value.code).split("Continue with: ")[1])
+    assert printed[:2] == ["python", "main.py"] and printed[-1] == "--resume" and "--seed" in printed
+    seed_at = printed.index("--seed")
+    without_seed = printed[:seed_at] + printed[seed_at + 2:]
+    other_seed = printed[:seed_at + 1] + ["3"] + printed[seed_at + 2:]
+    straight = load_checkpoint(tmp_path / "straight" / "last.pt")["model"]
+    for name, command in (("as_printed", printed), ("without_seed", without_seed), ("other_seed", other_seed)):
+        folder = tmp_path / name
+        shutil.copytree(tmp_path / "stopped", folder)
+        argv = command[2:]
+        argv[argv.index("--output_dir") + 1] = str(folder)
+        capsys.readouterr()
+        main(argv)
+        log = capsys.readouterr().out
+        assert ("--seed 3 ignored" if name == "other_seed" else "seed 2, from") in log, name
+        assert "continuing at epoch 2" in log, name
+        resumed = load_checkpoint(folder / "last.pt")
+        assert resumed["epoch"] == 2 and resumed["seed"] == 2, name
+        for key, tensor in straight.items():
+            assert torch.equal(tensor, resumed["model"][key]), (name, key)
