@@ -95,7 +95,8 @@ def test_the_plot_draws_the_raw_loss_clips_the_blow_up_and_marks_the_chosen_lr()
 
 
 class Counting:
-    """An iterable of batches that counts how many were drawn."""
+    """An iterable of batches that counts how many were drawn and, as a loader that augments with the global
+    generators would, draws from torch's, NumPy's and Python's for every batch (a tiny jitter of the inputs)."""
 
     def __init__(self, loader):
         self.loader, self.drawn = loader, 0
@@ -104,15 +105,16 @@ class Counting:
         return len(self.loader)
 
     def __iter__(self):
-        for batch in self.loader:
+        for inputs, labels in self.loader:
             self.drawn += 1
-            yield batch
+            jitter = 1e-3 * (torch.rand(()).item() + np.random.rand() + random.random())
+            yield inputs + jitter, labels
 
 
 def test_accumulation_steps_reach_the_library_and_every_rng_is_left_alone():
     train_loader, val_loader = synthetic_loaders(n_train=256, n_test=64, batch_size=32)
     counting = Counting(train_loader)
-    model = tiny_cnn()
+    model = torch.nn.Sequential(tiny_cnn(), torch.nn.Dropout(0.2))  # the model draws from torch's generator too
     optimizer = sgd(model)
     torch.manual_seed(3), np.random.seed(3), random.seed(3)
     states = torch.get_rng_state(), np.random.get_state()[1].copy(), random.getstate()
@@ -214,3 +216,100 @@ def test_the_resume_command_replaces_find_lr_and_overwrite():
                               "old/last.pt", "--seed", "2"], args)
     assert command == ("python main.py --dataset CIFAR100 --epochs 30 --seed 2 --max_lr runs/c100/suggested_lr.json "
                        "--resume")
+
+
+# ------------------------------------------------------------------------- main.py's range-test options
+def main_range_test(folder, data_dir, *options):
+    """Run main.py's range test alone (in this process) on the tiny CIFAR folder; returns its JSON and the
+    curve of its log as (lrs, smoothed losses) arrays."""
+    from main import main
+
+    main(["--dataset", "cifar10", "--data_dir", str(data_dir), "--find_lr", "--lr_iter", "8", "--batch_size", "16",
+          "--lr_start", "1e-3", "--workers", "0", "--precision", "fp32", "--output_dir", str(folder), *options])
+    log = (folder / "lr_finder_log.txt").read_text().split("Curve (lr, smoothed loss)\n")[1]
+    curve = np.array([[float(value) for value in line.split()] for line in log.strip().splitlines()])
+    return json.loads((folder / "suggested_lr.json").read_text()), curve[:, 0], curve[:, 1]
+
+
+def test_main_range_test_options_reach_the_curve(tiny_cifar, tmp_path):  # noqa: F811
+    """--lr_step_mode linear spaces the LRs evenly; --lr_smooth_f is the smoothing of the curve (0: the raw
+    losses, which the same seed repeats); --lr_diverge_th stops the test at the first loss above that many
+    times the lowest so far; --lr_accumulation_steps alone (no training) reports its effective batch."""
+    linear = ["--lr_step_mode", "linear", "--lr_end", "0.05", "--lr_diverge_th", "1e6", "--lr_accumulation_steps", "2"]
+    report, lrs, raw = main_range_test(tmp_path / "raw", tiny_cifar, *linear, "--lr_smooth_f", "0")
+    _, same_lrs, smoothed = main_range_test(tmp_path / "smoothed", tiny_cifar, *linear, "--lr_smooth_f", "0.5")
+    assert report["batch_size"] == 32 and report["step_mode"] == "linear" and len(lrs) == len(raw) == 8
+    np.testing.assert_allclose(np.diff(lrs), (0.05 - 1e-3) / 7, rtol=1e-3)  # evenly spaced
+    assert np.array_equal(lrs, same_lrs) and np.ptp(raw) > 0.01
+    expected = [raw[0]]
+    for loss in raw[1:]:
+        expected.append(0.5 * loss + 0.5 * expected[-1])
+    np.testing.assert_allclose(smoothed, expected, atol=2e-5)
+
+    report, lrs, losses = main_range_test(tmp_path / "diverged", tiny_cifar, "--lr_end", "10",
+                                          "--lr_diverge_th", "1.05")
+    stop = len(losses) - 1
+    assert report["iterations_run"] == len(losses) < 8 and report["step_mode"] == "exp"
+    assert losses[stop] > 1.05 * losses[:stop].min()
+    assert all(losses[i] <= 1.05 * losses[:i + 1].min() for i in range(stop))  # not earlier
+
+
+# ------------------------------------------------------------------------------ main.py's training options
+def tiny_main_run(data_dir, folder, *options):
+    """One epoch of main.py (in this process) on 40 of the tiny CIFAR folder's images: two steps of 16."""
+    from main import main
+
+    main(["--dataset", "cifar10", "--data_dir", str(data_dir), "--epochs", "1", "--batch_size", "16",
+          "--max_samples", "40", "--workers", "0", "--precision", "fp32", "--no_plots", "--output_dir", str(folder),
+          *options])
+    return load_checkpoint(folder / "last.pt")
+
+
+def test_main_grad_clip_bounds_the_gradient_of_every_step(tiny_cifar, tmp_path, monkeypatch):  # noqa: F811
+    """--grad_clip 0.05: every optimizer step sees a gradient norm of at most 0.05, where the norms before
+    clipping (what clip_grad_norm_ returns) are larger."""
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    real_clip, before, stepped = torch.nn.utils.clip_grad_norm_, [], []
+
+    def recording_clip(*args, **kwargs):
+        before.append(float(real_clip(*args, **kwargs)))
+        return torch.tensor(before[-1])
+
+    def gradient_norm(optimizer, args, kwargs):
+        grads = [p.grad.norm() for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        stepped.append(float(torch.stack(grads).norm()))
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", recording_clip)
+    hook = register_optimizer_step_pre_hook(gradient_norm)
+    try:
+        tiny_main_run(tiny_cifar, tmp_path / "clipped", "--grad_clip", "0.05")
+    finally:
+        hook.remove()
+    assert len(stepped) == len(before) == 2
+    assert all(norm > 0.05 for norm in before) and all(norm <= 0.05 * (1 + 1e-4) for norm in stepped)
+
+
+def test_main_compile_trains_the_compiled_model(tiny_cifar, tmp_path, monkeypatch):  # noqa: F811
+    """--compile trains through torch.compile: its graph capture (TorchDynamo) and forward and backward graphs
+    (AOTAutograd), here run by the "aot_eager" backend. Inductor's C++ code generation is left out: compiling
+    this model's training and evaluation graphs with it took 40-45 s on a 2-core CPU (test_gpu_path compiles
+    with inductor on CUDA). The checkpoint holds the plain model's weights, which match a plain run's."""
+    import torch._dynamo
+
+    import training_utils
+
+    real_compile, compiled = training_utils.compile_model, []
+
+    def compile_aot_eager(model, **options):
+        compiled.append(model)
+        return real_compile(model, backend="aot_eager", **options)
+
+    monkeypatch.setattr(training_utils, "compile_model", compile_aot_eager)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with_compile = tiny_main_run(tiny_cifar, tmp_path / "compiled", "--compile")["model"]
+    assert len(compiled) == 1 and torch._dynamo.utils.counters["stats"]["unique_graphs"] >= graphs + 2  # train, eval
+    plain = tiny_main_run(tiny_cifar, tmp_path / "plain")["model"]
+    assert set(with_compile) == set(plain) and not any(key.startswith("_orig_mod.") for key in with_compile)
+    for name, tensor in plain.items():
+        torch.testing.assert_close(with_compile[name], tensor, rtol=1e-4, atol=1e-5, msg=name)

@@ -53,7 +53,9 @@ def test_valley_picks_inside_the_longest_descent():
     lrs = list(np.geomspace(1e-4, 10, 100))
     losses = list(np.r_[np.full(30, 2.3), np.linspace(2.3, 0.5, 50), np.linspace(0.5, 5, 20)])
     valley = valley_suggestion(lrs, losses)
-    assert lrs[30] < valley < lrs[80]
+    # fastai's rule: the longest strictly falling run is one of the flat 2.3s, then indices 31..79 (50 points),
+    # so max_end = 79, max_start = 79 - 50 = 29, sections = 50 / 3 and idx = 29 + int(16.7) + int(8.3) = 53
+    assert valley == lrs[53]
     assert suggest(lrs, losses)[0]["min_loss"] == lrs[79]
 
 

@@ -71,3 +71,15 @@ def test_sweep_on_a_folder_needs_the_folder(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         lr_sweep.main(["--dataset", "imagefolder"])
     assert "needs --data_dir" in capsys.readouterr().err
+
+
+def test_sweep_without_a_range_test_on_a_test_subset(tmp_path, capsys):
+    """--no_range_test trains the grid alone (no range test, no suggestion added or marked); --test_subset 40
+    measures each run on a class-balanced 40 of the test images."""
+    summary = lr_sweep.main(["--dataset", "synthetic", "--subset", "60", "--test_subset", "40", "--batch_size", "32",
+                             "--epochs", "1", "--grid", "0.05", "0.2", "--workers", "0", "--no_range_test",
+                             "--output", str(tmp_path / "sweep")])
+    assert summary["range_tests"] == [] and summary["suggestions"] == {} and summary["at_rule"] is None
+    assert [run["max_lr"] for run in summary["results"]] == [0.05, 0.2]
+    assert "60 training images, 40 test images" in capsys.readouterr().out
+    assert all(round(run["test_acc"] * 40 / 100, 6).is_integer() for run in summary["results"])

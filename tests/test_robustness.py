@@ -67,6 +67,7 @@ def test_a_truncated_jpeg_is_named_in_the_error(tmp_path):
 
 
 def test_a_range_test_shorter_than_its_skips_still_suggests():
+    torch.manual_seed(0)
     train_loader, _ = synthetic_loaders(n_train=256, batch_size=32)
     model = tiny_cnn()
     result = find_lr(model, sgd(model, 1e-4), nn.CrossEntropyLoss(), train_loader, start_lr=1e-3, end_lr=1,
@@ -74,6 +75,9 @@ def test_a_range_test_shorter_than_its_skips_still_suggests():
     assert result.settings["skip_start"] + result.settings["skip_end"] < 12
     assert any("skips reduced" in w for w in result.warnings)
     assert len(result.lrs) >= 10
+    assert set(result.suggestions) == {"steepest", "valley", "min_loss", "minimum"} and not result.reason
+    assert result.suggestions["min_loss"] in result.lrs
+    assert result.lrs[0] <= result.suggestions["valley"] <= result.lrs[-1]
 
 
 class InterruptAt:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms as transforms
+from PIL import Image
 from albumentations.pytorch import ToTensorV2
 from torch import nn, optim
 
@@ -120,15 +121,16 @@ def test_lr_finder_workflow_range_test_then_training(tiny_folder, tmp_path):  # 
 
 
 def test_run_lr_finder_script_and_documented_flags(tiny_folder, tmp_path):  # noqa: F811
-    result = subprocess.run([sys.executable, "run_lr_finder.py", "--data_dir", str(tiny_folder), "--batch_size", "16",
+    result = subprocess.run([sys.executable, "run_lr_finder.py", "--data_dir", str(tiny_folder), "--batch_size", "8",
                              "--lr_start", "1e-07", "--lr_end", "10", "--lr_iter", "epoch", "--lr_advanced",
                              "--max_samples", "48", "--image_size", "32", "--num_workers", "0",
                              "--output_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "suggested_lr.json").read_text())
-    assert report["num_iter"] == 3  # --lr_iter epoch: one pass over 48 images in batches of 16
-    assert set(report["suggestions"]) <= {"steepest", "valley", "min_loss", "minimum"}
+    assert report["num_iter"] == 6  # --lr_iter epoch: one pass over 48 images in batches of 8
+    assert set(report["suggestions"]) == {"steepest", "valley", "min_loss", "minimum"}
+    assert report["suggested_lr"] == report["suggestions"]["min_loss"]
 
 
 def test_step_scheduler_flags(tiny_cifar, tmp_path):  # noqa: F811
@@ -157,7 +159,9 @@ def test_main_is_callable_from_python(tiny_cifar, tmp_path, capsys):  # noqa: F8
     from main import main
     main(["--dataset", "cifar10", "--data_dir", str(tiny_cifar), "--find_lr", "--lr_iter", "6", "--batch_size", "32",
           "--workers", "0", "--output_dir", str(tmp_path)])
-    assert "wrote" in capsys.readouterr().out and (tmp_path / "suggested_lr.json").is_file()
+    assert "wrote" in capsys.readouterr().out
+    report = json.loads((tmp_path / "suggested_lr.json").read_text())
+    assert set(report["suggestions"]) == {"steepest", "valley", "min_loss", "minimum"}
 
 
 # ------------------------------------------------------------------------------- 002: the S10 notebook
@@ -226,3 +230,70 @@ def test_implementation_summary_names():
     assert (train_epoch, evaluate, find_lr_advanced) == (train, test, find_lr)
     with pytest.raises(ValueError, match="unknown model or data set 'vgg'"):
         build_model("vgg", 10)
+
+
+# ----------------------------------------------------- augmentation options, in the images the model sees
+def rows_images(count, size):
+    """uint8 images whose red channel rises down the rows and is constant along each row: crops, resizes and
+    flips keep each row constant, a rotation tilts the rows. Even images are blue, odd ones are not, so
+    the data mean (CIFAR's cutout fill) is not blue and a hole shows in the blue images' blue channel."""
+    red = np.linspace(20, 235, size)[:, None].repeat(size, 1)
+    images = np.zeros((count, size, size, 3), np.uint8)
+    images[..., 0] = red.round()
+    images[..., 1] = (np.arange(count) % 5 * 50)[:, None, None]
+    images[0::2, :, :, 2] = 255
+    return images, np.arange(count) % 4
+
+
+def seen_by_the_model(command, tmp_path):
+    """The training images main.py builds for ``command`` (the first epoch's augmentations of the blue
+    images), as uint8-scale H x W x 3 arrays (the normalisation undone)."""
+    import albumentations as A
+
+    from main import build_data, build_parser, validate
+    images, labels = rows_images(32, 48 if "ImageNet" in command else 32)
+    if "ImageNet" in command:
+        for split in ("train", "val"):
+            for index, (image, label) in enumerate(zip(images, labels)):
+                (tmp_path / "data" / split / str(label)).mkdir(parents=True, exist_ok=True)
+                Image.fromarray(image).save(tmp_path / "data" / split / str(label) / f"{index}.png")
+    else:
+        (tmp_path / "data").mkdir()
+        for split in ("train", "test"):
+            np.savez(tmp_path / "data" / f"{split}.npz", images=images, labels=labels)
+    parser = build_parser()
+    args = parser.parse_args([*command.format(data=tmp_path / "data").split(), "--output_dir", str(tmp_path / "out")])
+    validate(parser, args)
+    train_set, _, _ = build_data(args)
+    normalize = next(t for t in train_set.transform.transforms if isinstance(t, A.Normalize))
+    mean, std = np.asarray(normalize.mean) * 255, np.asarray(normalize.std) * 255
+    blue = [i for i in range(len(train_set)) if train_set.source[i][0][..., 2].min() == 255]
+    return [train_set[(1, i)][0].permute(1, 2, 0).numpy() * std + mean for i in blue]
+
+
+def row_tilt(image, hole):
+    """Angle (degrees) between the red channel's gradient and the vertical, fitted over the central 20 x 20
+    pixels (which a rotation of up to 15 degrees fills without its border), hole pixels left out."""
+    size = image.shape[0]
+    ys, xs = np.mgrid[0:size, 0:size]
+    centre = (abs(ys - size / 2 + 0.5) < 10) & (abs(xs - size / 2 + 0.5) < 10) & ~hole
+    design = np.stack([xs[centre], ys[centre], np.ones(centre.sum())], 1)
+    (a, b, _), *_ = np.linalg.lstsq(design, image[..., 0][centre], rcond=None)
+    return abs(np.degrees(np.arctan2(a, b)))
+
+
+@pytest.mark.parametrize("command, hole_area, max_angle", [
+    ("--dataset ImageNet --data_dir {data} --num_classes 4 --batch_size 16 --cutout --cutout_holes 1 "
+     "--cutout_length 16 --rotate_degrees 10 --use_albumentation --find_lr --epochs 2 --image_size 32", 16 * 16, 10),
+    ("--dataset cifar10 --data_dir {data} --max_lr 0.1", 8 * 8, 0),  # S10's recipe: one 8x8 hole, no rotation
+    ("--dataset cifar10 --data_dir {data} --max_lr 0.1 --no-cutout --rotate_degrees 15", 0, 15),
+], ids=["spec_imagenet_cutout_rotation", "cifar_default", "cifar_no_cutout_rotation"])
+def test_cutout_and_rotation_options_reach_the_training_images(command, hole_area, max_angle, tmp_path):
+    images = seen_by_the_model(command, tmp_path)
+    holes = [image[..., 2] < 200 for image in images]
+    assert len(images) == 16 and all(hole.sum() == hole_area for hole in holes)
+    angles = [row_tilt(image, hole) for image, hole in zip(images, holes)]
+    if max_angle:
+        assert max(angles) <= max_angle + 0.5 and max(angles) > max_angle / 2
+    else:
+        assert max(angles) < 0.5
