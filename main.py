@@ -459,15 +459,16 @@ def choose_loader(args, device, world):
 def batched_loaders(args, train_set, val_set, batch, device):
     """BatchedCifarLoaders on ``device`` over the arrays of ``build_data``'s CIFAR sets: the same crop
     (pad 4), flip and cutout statistics and the same normalisation as their Albumentations transforms."""
+    import batched_data
     import dataset
 
     images, labels = train_set.source.images, train_set.source.labels
     mean, std = dataset.channel_stats(images)
     cutout = args.cutout_length if args.cutout_holes else 0
-    train_loader = dataset.BatchedCifarLoader(images, labels, batch, mean, std, train=True, device=device,
-                                              cutout_size=cutout, seed=args.seed)
-    val_loader = dataset.BatchedCifarLoader(val_set.source.images, val_set.source.labels, batch, mean, std,
-                                            train=False, device=device)
+    train_loader = batched_data.BatchedCifarLoader(images, labels, batch, mean, std, train=True, device=device,
+                                                   cutout_size=cutout, seed=args.seed)
+    val_loader = batched_data.BatchedCifarLoader(val_set.source.images, val_set.source.labels, batch, mean, std,
+                                                 train=False, device=device)
     return train_loader, val_loader
 
 
@@ -500,6 +501,7 @@ def run(args, command):
     import torch
     from torch.nn.parallel import DistributedDataParallel
 
+    import batched_data
     import dataset
     import visualize
     from custom_resnet import build_model
@@ -548,7 +550,7 @@ def run(args, command):
     criterion = build_criterion(recipe)
     image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
-    batched = isinstance(train_loader, dataset.BatchedCifarLoader)
+    batched = isinstance(train_loader, batched_data.BatchedCifarLoader)
     loader_name = "batched loader (on the device)" if batched else "Albumentations DataLoader"
     description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px)"
     log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
