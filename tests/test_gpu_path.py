@@ -115,3 +115,14 @@ def test_a_range_test_whose_grad_scaler_skips_steps_does_not_warn(monkeypatch):
         warnings.simplefilter("always")
         find_lr(model, sgd(model, lr=1e-5), large_loss, train_loader, device="cpu", num_iter=6, precision="bf16")
     assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+
+
+def test_torchrun_with_more_processes_than_gpus_says_what_to_do(monkeypatch):
+    """On a one-GPU host, process 1 would pick GPU 1 and fail deep inside CUDA; it stops with the fix."""
+    import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(SystemExit, match=r"process 1 on a machine with 1 GPU\(s\): use --nproc_per_node 1"):
+        main.setup_distributed("cuda")
