@@ -1,0 +1,50 @@
+"""The SMOKE references (tests/smoke_notebooks/, run by nbval in `make test`; see tests/nbval_settings.py)
+stand for the committed notebooks: the same code cells, checks on the cells that carry the lesson's logic,
+and the committed notebooks' own checked cells showing the outputs their SMOKE runs give."""
+import nbformat
+import pytest
+
+from tests.nbval_settings import CHECK_TAG, LOGIC_TAG, REFERENCES, ROOT, checks_output, compared_text
+
+NOTEBOOKS = sorted(path.name for path in ROOT.glob("*.ipynb"))
+REMAKE = "make it again with: python tools/smoke_references.py"
+
+
+def code_cells(name, folder=ROOT):
+    """The code cells of notebook ``name`` in ``folder``."""
+    return [cell for cell in nbformat.read(folder / name, as_version=4).cells if cell.cell_type == "code"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_each_notebook_has_a_smoke_reference_with_its_code_cells(name):
+    assert (REFERENCES / name).is_file(), f"{name} has no SMOKE reference in {REFERENCES}: {REMAKE} {name}"
+    committed, reference = code_cells(name), code_cells(name, REFERENCES)
+    assert [cell.source for cell in reference] == [cell.source for cell in committed], \
+        f"the code cells of {name} changed since its SMOKE reference was made: {REMAKE} {name}"
+    for ours, theirs in zip(reference, committed):
+        assert set(theirs.metadata.get("tags", [])) <= set(ours.metadata.get("tags", []))
+
+
+@pytest.mark.parametrize("name, logic", [
+    ("S10.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "misclassified"]),
+    ("ImageNet_LR_Finder.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "suggested_lr"]),
+])
+def test_the_smoke_references_check_the_lessons_logic(name, logic):
+    """The range test's suggestions and the per-epoch lines are among the outputs nbval compares; every
+    stored output is checked and every checked cell has outputs to compare."""
+    cells = code_cells(name, REFERENCES)
+    checked = "\n".join(text for cell in cells if checks_output(cell) for text in compared_text(cell.outputs))
+    assert all(fragment in checked for fragment in logic), [f for f in logic if f not in checked]
+    for cell in cells:
+        assert bool(cell.outputs) == checks_output(cell) == (cell.execution_count is not None), cell.source[:80]
+        assert LOGIC_TAG not in cell.metadata.get("tags", []) or CHECK_TAG in cell.metadata["tags"]
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_cells_a_committed_notebook_checks_show_its_smoke_output(name):
+    """The committed notebooks hold a real run; the cells they check (model summaries, the schedule probe) do
+    not depend on the mode, so their outputs must equal the SMOKE reference's: a helper whose change moves
+    them needs the notebook run again (make run), not only the reference."""
+    for committed, reference in zip(code_cells(name), code_cells(name, REFERENCES)):
+        if checks_output(committed):
+            assert compared_text(committed.outputs) == compared_text(reference.outputs), committed.source[:80]
