@@ -32,6 +32,7 @@ SANITIZE = [  # (regex, replacement): what may differ between two runs of the sa
     (r"\b\d+(?:\.\d+)? ?(?:s|min)\b", "<time>"),
     (r"\btmp[a-z0-9_]{8}\b", "<tmpdir>"),             # tempfile.mkdtemp() names
     (r"\b\d+ cores\b", "<n> cores"),
+    (r"bf16 units: [a-z0-9_, ]+?(?=, torch)", "bf16 units: <units>"),  # utils.describe_machine's names
     (r"\btorch \d+\.\d+\.\d+\S*", "torch <version>"),
 ]
 
