@@ -532,7 +532,9 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                 raise CheckpointError(f"{resume} holds no weight average; resume it without weight_average")
             weight_average.load_state_dict(state["weight_average"])
         if state.get("seed", seed) != seed:
-            log(f"note: {resume} was made with seed {state['seed']}; continuing with that seed")
+            log(f"note: {resume} was made with seed {state['seed']}, not {seed}: the epochs' global RNG continues "
+                f"with {state['seed']}; build the loaders with seed {state['seed']} too (main.py --resume does) "
+                "for an exact continuation")
             seed = state["seed"]
         history, start_epoch = state["history"], state["epoch"] + 1
         best_acc = max(history["test_acc"], default=-1.0)
