@@ -383,7 +383,9 @@ class LookaheadAverage:
 # ------------------------------------------------------------------------------------------ checkpoints
 def save_checkpoint(state, path):
     """Write ``state`` atomically: a temp file in the same folder, flushed and fsynced, then renamed over
-    ``path``. A crash part way leaves the previous checkpoint intact."""
+    ``path``. A crash part way leaves the previous checkpoint intact. Ctrl-C (or SIGTERM) inside
+    ``torch.save`` makes its zip writer fail with a RuntimeError on the way out; that comes out as the
+    KeyboardInterrupt it is, so the run stops with its resume message rather than a traceback."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
@@ -392,6 +394,10 @@ def save_checkpoint(state, path):
             file.flush()
             os.fsync(file.fileno())
         os.replace(tmp, path)
+    except Exception as error:
+        if isinstance(error.__context__, KeyboardInterrupt):
+            raise KeyboardInterrupt from error
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
