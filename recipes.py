@@ -142,7 +142,7 @@ def build_criterion(recipe):
 def parameter_groups(recipe, model, lr, weight_decay=None):
     """The trainable parameters of ``model`` in the recipe's groups: batch-norm biases at
     ``bias_lr_scale`` times ``lr`` with the weight decay divided by it (the same decay per step), the
-    rest at ``lr``. Each group carries its ``lr_scale``, which ``build_one_cycle`` reads."""
+    rest at ``lr`` (the first group). Each group carries its ``lr_scale``, which ``build_one_cycle`` reads."""
     from torch import nn
 
     weight_decay = recipe.weight_decay if weight_decay is None else weight_decay
@@ -151,10 +151,10 @@ def parameter_groups(recipe, model, lr, weight_decay=None):
     norm_ids = {id(p) for p in norms}
     others = [p for p in model.parameters() if id(p) not in norm_ids]
     scale = recipe.bias_lr_scale
-    groups = [{"params": [p for p in norms if p.requires_grad], "lr": lr * scale,
-               "weight_decay": weight_decay / scale, "lr_scale": scale},
-              {"params": [p for p in others if p.requires_grad], "lr": lr, "weight_decay": weight_decay,
-               "lr_scale": 1.0}]
+    groups = [{"params": [p for p in others if p.requires_grad], "lr": lr, "weight_decay": weight_decay,
+               "lr_scale": 1.0},  # first: get_lr and the logs read the first group's LR
+              {"params": [p for p in norms if p.requires_grad], "lr": lr * scale,
+               "weight_decay": weight_decay / scale, "lr_scale": scale}]
     return [group for group in groups if group["params"]]
 
 

@@ -134,7 +134,7 @@ def test_batch_norm_biases_follow_the_one_cycle_at_their_scale():
     model = SpeedrunNet(widths=(8, 16, 16))
     optimizer = recipes.build_optimizer(recipes.SPEEDRUN, model)
     scheduler = recipes.build_one_cycle(recipes.SPEEDRUN, optimizer, 1.5, epochs=2, steps_per_epoch=5)
-    norm_group, other_group = optimizer.param_groups
+    other_group, norm_group = optimizer.param_groups
     assert norm_group["lr_scale"] == 64 and norm_group["weight_decay"] * 64 == pytest.approx(other_group["weight_decay"])
     for _ in range(10):
         assert norm_group["lr"] == pytest.approx(64 * other_group["lr"])
