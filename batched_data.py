@@ -96,9 +96,12 @@ class BatchedCifarLoader:
             else torch.arange(n, device=self.device)
         for batch in range(len(self)):
             index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
-            x = self.augment_batch(index) if self.augment else self.images[index]
-            x = ((x.float() - self.mean) / self.std).to(self.dtype)
-            yield x.permute(0, 3, 1, 2), self.labels[index]  # NHWC storage = channels_last NCHW
+            yield self.normalize(self.augment_batch(index) if self.augment else self.images[index]), self.labels[index]
+
+    def normalize(self, images):
+        """uint8 B x H x W x 3 images as the model sees them: normalised, in ``dtype``, B x 3 x H x W
+        channels_last (the NHWC storage as it is)."""
+        return ((images.float() - self.mean) / self.std).to(self.dtype).permute(0, 3, 1, 2)
 
 
 class TestTimeAugmentation(nn.Module):

@@ -32,7 +32,8 @@ from pathlib import Path
 
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagefolder": "imagefolder", "imagenet": "imagefolder",
             "imagenet1k": "imagefolder", "custom": "imagefolder"}
-MODELS = ("custom_resnet", "resnet50")
+MODELS = ("custom_resnet", "resnet50", "speedrun")
+RECIPE_NAMES = ("s10", "imagenet", "resnet50_cifar", "speedrun")
 REPORT_FILES = ("suggested_lr.json", "lr_finder_log.txt")
 DEFAULT_SEED = 1
 # option -> recipe field; the default of each comes from the recipe of the data set and model
@@ -121,7 +122,12 @@ def build_parser():
                       "imagenet1k and custom mean imagefolder (default: imagefolder when --data_dir holds train/ "
                       "and val/, else cifar10)")
     data.add_argument("--model", choices=MODELS, help="default: custom_resnet for CIFAR, resnet50 for image folders "
-                      "(ResNet-50 on 32x32 CIFAR images gets the CIFAR stem: 3x3 stride-1 conv, no max-pool)")
+                      "(ResNet-50 on 32x32 CIFAR images gets the CIFAR stem: 3x3 stride-1 conv, no max-pool), "
+                      "the recipe's model with --recipe")
+    data.add_argument("--recipe", choices=RECIPE_NAMES, help="the training recipe (recipes.py) whose settings are the "
+                      "defaults: speedrun trains SpeedrunNet on CIFAR from the batched loader with alternating flips, "
+                      "lookahead weight averaging and test-time augmentation (default: s10 for CIFAR, resnet50_cifar "
+                      "for CIFAR with --model resnet50, imagenet for image folders)")
     data.add_argument("--num_classes", type=positive(int), help="checked against the data (default: what the data holds)")
     data.add_argument("--image_size", "--img_size", type=positive(int), help="training crop size of image folders"
                       + recipe_help("image_size"))
@@ -235,11 +241,16 @@ def build_parser():
     return parser
 
 
+def base_recipe(args):
+    """The recipe the run starts from: ``--recipe``, or the one of the data set and model."""
+    from recipes import RECIPES, recipe_for
+
+    return RECIPES[args.recipe] if args.recipe else recipe_for(args.dataset, args.model)
+
+
 def apply_recipe(args):
     """Fill every option left unset from the recipe of the data set and model; returns the recipe."""
-    from recipes import recipe_for
-
-    recipe = recipe_for(args.dataset, args.model)
+    recipe = base_recipe(args)
     for option, field in RECIPE_OPTIONS.items():
         if getattr(args, option) is None:
             setattr(args, option, getattr(recipe, field))
@@ -265,6 +276,14 @@ def validate(parser, args):
     args.dataset = args.dataset or ("imagefolder" if has_splits else "cifar10")
     check(args.dataset != "imagefolder" or has_splits,
           f"--dataset imagefolder needs --data_dir with train/ and val/ class folders; {args.data_dir} has none")
+    if args.recipe:
+        from recipes import RECIPES
+        model = RECIPES[args.recipe].model
+        check(args.model in (None, model), f"--recipe {args.recipe} trains --model {model}, not {args.model}")
+        check((args.dataset == "imagefolder") == (args.recipe == "imagenet"),
+              f"--recipe {args.recipe} is for {'image folders' if args.recipe == 'imagenet' else 'CIFAR'}")
+        args.model = model
+    check(args.model != "speedrun" or args.dataset != "imagefolder", "--model speedrun is built for 32x32 CIFAR images")
     args.model = args.model or ("resnet50" if args.dataset == "imagefolder" else "custom_resnet")
     check(not (args.model == "custom_resnet" and args.dataset == "imagefolder"),
           "--model custom_resnet is built for 32x32 CIFAR images; use --model resnet50 for image folders")
@@ -305,6 +324,10 @@ def validate(parser, args):
     check(not (args.amp and args.precision not in (None, "auto")),
           f"--amp means --precision auto; it contradicts --precision {args.precision}: choose one")
     args.precision = args.precision or "auto"
+    if base_recipe(args).alternating_flip:
+        check(args.loader != "albumentations", f"--recipe {args.recipe}: its alternating flips come from the batched "
+              "loader; leave out --loader albumentations / --use_albumentation")
+        args.loader = "batched"
     if args.loader == "batched":
         problem = batched_loader_problem(args, world)
         check(problem is None, problem)
@@ -457,16 +480,19 @@ def choose_loader(args, device, world):
 
 
 def batched_loaders(args, train_set, val_set, batch, device):
-    """BatchedCifarLoaders on ``device`` over the arrays of ``build_data``'s CIFAR sets: the same crop
-    (pad 4), flip and cutout statistics and the same normalisation as their Albumentations transforms."""
+    """BatchedCifarLoaders on ``device`` over the arrays of ``build_data``'s CIFAR sets: the recipe's crop
+    padding, flip (random, or alternating) and cutout, and the same normalisation as their Albumentations
+    transforms."""
     import batched_data
     import dataset
 
+    recipe = base_recipe(args)
     images, labels = train_set.source.images, train_set.source.labels
     mean, std = dataset.channel_stats(images)
     cutout = args.cutout_length if args.cutout_holes else 0
     train_loader = batched_data.BatchedCifarLoader(images, labels, batch, mean, std, train=True, device=device,
-                                                   cutout_size=cutout, seed=args.seed)
+                                                   cutout_size=cutout, seed=args.seed, pad=recipe.crop_padding,
+                                                   flip="alternating" if recipe.alternating_flip else "random")
     val_loader = batched_data.BatchedCifarLoader(val_set.source.images, val_set.source.labels, batch, mean, std,
                                                  train=False, device=device)
     return train_loader, val_loader
@@ -476,11 +502,9 @@ def training_recipe(args):
     """The recipe as this run uses it: the data set's recipe with every command-line override."""
     from dataclasses import replace
 
-    from recipes import recipe_for
-
     overrides = {field: getattr(args, option) for option, field in RECIPE_OPTIONS.items()}
     overrides["max_lr"] = args.max_lr or 0.0
-    return replace(recipe_for(args.dataset, args.model), **overrides)
+    return replace(base_recipe(args), **overrides)
 
 
 def build_scheduler(args, recipe, optimizer, steps_per_epoch):
@@ -507,7 +531,9 @@ def run(args, command):
     from custom_resnet import build_model
     from lr_finder import find_lr, write_report
     from recipes import build_criterion, build_optimizer
-    from training_utils import Precision, compile_model, fit, precision_reason, replicas_agree
+    from batched_data import TestTimeAugmentation
+    from training_utils import (LookaheadAverage, Precision, compile_model, fit, precision_reason, replicas_agree, test,
+                                unwrap)
     from utils import count_parameters, describe_machine, seed_everything
 
     rank, world, device = setup_distributed("cpu" if args.no_cuda else args.device)
@@ -540,13 +566,16 @@ def run(args, command):
         sys.exit(f"main.py: error: {len(train_set)} training images make no full batch of {args.batch_size}")
     recipe = training_recipe(args)
     seed_everything(args.seed)
-    model_name = {"custom_resnet": "CustomResNet", "resnet50": "ResNet-50 v1.5"}[args.model]
+    model_name = {"custom_resnet": "CustomResNet", "resnet50": "ResNet-50 v1.5", "speedrun": "SpeedrunNet"}[args.model]
     if args.model == "resnet50" and not args.pretrained:
         model_name += ", torchvision's init" if args.torchvision_init else ", zero-init residuals"
     cifar = args.dataset != "imagefolder"
     model = precision.prepare(build_model(f"{args.model}_cifar" if cifar and args.model == "resnet50" else args.model,
                                           len(class_names), args.pretrained,
                                           zero_init_residual=not args.torchvision_init))
+    if args.model == "speedrun":
+        model.whiten.initialize(train_loader.normalize(train_loader.images[:5000]))
+        model.whiten.bias_train_steps = recipe.whiten_bias_epochs * len(train_loader)
     criterion = build_criterion(recipe)
     image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
@@ -564,7 +593,9 @@ def run(args, command):
                                                           "rotate_degrees", "color_jitter", "pct_start",
                                                           "div_factor",
                                                           "final_div_factor", "anneal_strategy", "three_phase",
-                                                          "cycle_momentum", "base_momentum", "max_momentum"))
+                                                          "cycle_momentum", "base_momentum", "max_momentum",
+                                                          "crop_padding", "alternating_flip", "bias_lr_scale",
+                                                          "weight_average", "tta_views"))
         + f", scheduler={args.scheduler}")
     if args.find_lr:
         num_iter = len(train_loader) if args.lr_iter == "epoch" else args.lr_iter
@@ -591,7 +622,9 @@ def run(args, command):
         recipe = training_recipe(args)
         log(f"training at the range test's suggested max LR {args.max_lr:.3g} (min_loss)")
     log(f"max LR {args.max_lr:g}, {args.epochs} epochs, scheduler {args.scheduler}")
-    optimizer = build_optimizer(recipe, model.parameters(), lr=args.max_lr)
+    # batch-norm biases at their own LR scale (the speedrun's 64x) where the recipe has one
+    optimizer = build_optimizer(recipe, model if recipe.bias_lr_scale != 1 else model.parameters(), lr=args.max_lr)
+    weight_average = LookaheadAverage(model, args.epochs * len(train_loader)) if recipe.weight_average else None
     scheduler = build_scheduler(args, recipe, optimizer, len(train_loader))
     if args.compile:
         model = compile_model(model)
@@ -600,7 +633,13 @@ def run(args, command):
     history = fit(model, device, train_loader, val_loader, optimizer, criterion, args.epochs, scheduler,
                   precision=precision, grad_clip=args.grad_clip, topk=5, checkpoint_dir=output_dir if master else None,
                   save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
-                  test_name="val" if not cifar else "test")
+                  test_name="val" if not cifar else "test", weight_average=weight_average)
+    if recipe.tta_views > 1:
+        tested = test(TestTimeAugmentation(unwrap(model), recipe.tta_views), device, val_loader, criterion,
+                      precision=precision)
+        history["test_acc_tta"] = tested.acc
+        log(f"{'test' if cifar else 'val'} accuracy with {recipe.tta_views}-view test-time augmentation: "
+            f"{tested.acc:.2f}%")
     if world > 1:
         log(replicas_agree(model))
     if master:

@@ -1,5 +1,7 @@
 """The speedrun pieces (issue: the third lesson): patch whitening, test-time augmentation, lookahead
 weight averaging, alternating flips, batch-norm biases at a larger LR, and exact resume with all of them."""
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -9,6 +11,7 @@ from batched_data import BatchedCifarLoader, TestTimeAugmentation
 from custom_resnet import PatchWhitening, SpeedrunNet
 from dataset import SyntheticImages
 from tests.helpers import MEAN, STD
+from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
 from training_utils import LookaheadAverage, fit, load_checkpoint
 
 
@@ -169,3 +172,34 @@ def test_a_resumed_speedrun_repeats_the_straight_run_bit_for_bit(tmp_path):
     for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
         assert torch.equal(a, b), name
     assert load_checkpoint(tmp_path / "straight" / "epoch_1.pt")["weight_average"]["step"] == 4
+
+
+def test_main_trains_the_speedrun_recipe_and_resumes_it_exactly(tiny_cifar, tmp_path):  # noqa: F811
+    """main.py --recipe speedrun: SpeedrunNet from the batched loader (alternating flips, on the CPU too),
+    lookahead averaging and the 6-view evaluation; stopped after epoch 1 and resumed, it ends as the
+    straight run does."""
+    common = ["--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, "--max_lr", 0.2,
+              "--save_every", 1, "--no_plots"]
+    straight = run_main(*common, "--output_dir", tmp_path / "straight", timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    assert "SpeedrunNet (1,971,352 parameters)" in straight.stdout and "batched loader" in straight.stdout
+    assert "alternating_flip=True, bias_lr_scale=64, weight_average=True, tta_views=6" in straight.stdout
+    assert "test accuracy with 6-view test-time augmentation: " in straight.stdout
+    history = json.loads((tmp_path / "straight" / "history.json").read_text())
+    assert 0 <= history["test_acc_tta"] <= 100 and len(history["test_acc"]) == 3
+    resumed = run_main(*common, "--output_dir", tmp_path / "resumed", "--resume",
+                       tmp_path / "straight" / "epoch_1.pt", timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert json.loads((tmp_path / "resumed" / "history.json").read_text())["test_acc_tta"] == history["test_acc_tta"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--recipe", "speedrun", "--loader", "albumentations"], "alternating flips come from the batched loader"),
+    (["--recipe", "speedrun", "--model", "resnet50"], "--recipe speedrun trains --model speedrun, not resnet50"),
+])
+def test_main_refuses_what_the_speedrun_recipe_cannot_do(tmp_path, args, message):
+    result = run_main(*args, "--output_dir", tmp_path)
+    assert result.returncode == 2 and message in result.stderr
