@@ -4,6 +4,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_common import badge, setup_cell_source
 
 md, code = new_markdown_cell, new_code_cell
+CHECK_OUTPUT = {"tags": ["nbval-check-output"]}  # nbval compares this cell's output (a tag: the source stays the lesson's)
 IMAGENET_CPU_NOTE = ("No GPU in this runtime: ResNet-50 trains at a few images per second on a CPU, so the "
                      "lesson's run takes hours here. Runtime > Change runtime type > T4 GPU, then Runtime > Run all.")
 cells = [
@@ -133,9 +134,8 @@ summary below shows it block by block for the ImageNet-1K configuration (1000 cl
 checked by `nbval`; torchsummary's full table of all 185 layers is one call away:
 `model_summary(resnet50(num_classes=1000), input_size=(3, 224, 224))`. The training below uses the
 same net with one output per class of the folder."""),
-code("""# NBVAL_CHECK_OUTPUT
-print(block_summary(resnet50(num_classes=1000), input_size=(3, 224, 224)))
-print(f"trainable parameters: {count_parameters(resnet50(num_classes=1000)):,}")"""),
+code("""print(block_summary(resnet50(num_classes=1000), input_size=(3, 224, 224)))
+print(f"trainable parameters: {count_parameters(resnet50(num_classes=1000)):,}")""", metadata=CHECK_OUTPUT),
 md("""## The LR range test
 The learning rate grows exponentially from `1e-5` to `10` over `LR_ITERS` batches while the smoothed
 training loss is recorded (torch-lr-finder). Of the four suggestions, **the one-cycle maximum LR is

@@ -4,6 +4,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from notebook_common import badge, setup_cell_source
 
 md, code = new_markdown_cell, new_code_cell
+CHECK_OUTPUT = {"tags": ["nbval-check-output"]}  # nbval compares this cell's output (a tag: the source stays the lesson's)
 S10_CPU_NOTE = ("No GPU in this runtime: the 24 epochs take hours on a CPU (about 2.3 h measured on a 2-core CPU "
                 "with AVX-512 BF16 units, about 8 h on one without). For minutes: Runtime > Change runtime type > "
                 "T4 GPU, then Runtime > Run all.")
@@ -152,9 +153,8 @@ and 512 channels, with a residual block (two conv-BN-ReLU) after the first and t
 max-pool and one linear layer. Its logits are multiplied by 0.125 (Page's trick: a softer softmax at
 the start of training). The summary below is checked by `nbval`, so a change to the model shows up as a
 diff."""),
-code("""# NBVAL_CHECK_OUTPUT
-model_summary(CustomResNet(num_classes=10), input_size=(3, 32, 32), device="cpu")
-print(f"trainable parameters: {count_parameters(CustomResNet(num_classes=10)):,}")"""),
+code("""model_summary(CustomResNet(num_classes=10), input_size=(3, 32, 32), device="cpu")
+print(f"trainable parameters: {count_parameters(CustomResNet(num_classes=10)):,}")""", metadata=CHECK_OUTPUT),
 md("""## The LR range test
 Smith's range test trains for a few iterations while the learning rate grows exponentially from
 `1e-4` to `10`, and records the (smoothed) loss. Four suggestions come out of the curve:
@@ -266,8 +266,7 @@ visualize.plot_lr_schedule(history["lr"], history["momentum"], steps_per_epoch=l
                            save_path=f"{FIGURES}/lr_schedule.png")"""),
 md("""The same recipe's schedule at Page's max LR 0.4, for 24 epochs of 97 steps (batch 512), at the first
 step, the peak and the last step; `OneCycleLR`'s final LR is `max_lr / div_factor / final_div_factor`."""),
-code("""# NBVAL_CHECK_OUTPUT
-probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4, momentum=0.9)
+code("""probe = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.4, momentum=0.9)
 schedule = build_one_cycle(recipe, probe, max_lr=0.4, epochs=24, steps_per_epoch=97)
 lrs = []
 for _ in range(24 * 97):
@@ -275,7 +274,7 @@ for _ in range(24 * 97):
     probe.step()
     schedule.step()
 peak = max(range(len(lrs)), key=lrs.__getitem__)
-print(f"first step {lrs[0]:.6f}, peak {lrs[peak]:.6f} at step {peak}, last step {lrs[-1]:.8f}")"""),
+print(f"first step {lrs[0]:.6f}, peak {lrs[peak]:.6f} at step {peak}, last step {lrs[-1]:.8f}")""", metadata=CHECK_OUTPUT),
 md("""## What this run showed"""),
 code("""best = max(range(EPOCHS), key=history["test_acc"].__getitem__)
 print(f"* The range test ({len(lr_result.all_lrs)} iterations, {lr_result.seconds / 60:.1f} min) put the lowest loss at "
