@@ -43,3 +43,20 @@ def sgd(model, lr=0.05):
     """SGD with Nesterov momentum, as the lessons use."""
     torch.manual_seed(0)
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
+
+
+def resumed_run_equals_straight_run(run_main, common, folder):
+    """Run main.py with ``common`` options straight (3 epochs, ``--save_every 1``) and again resumed from
+    the straight run's ``epoch_1.pt``; assert both end with the same weights, bit for bit. Returns the
+    two completed processes."""
+    from training_utils import load_checkpoint
+
+    straight = run_main(*common, "--output_dir", folder / "straight", timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    resumed = run_main(*common, "--output_dir", folder / "resumed", "--resume", folder / "straight" / "epoch_1.pt",
+                       timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = (load_checkpoint(folder / run / "last.pt") for run in ("straight", "resumed"))
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    return straight, resumed

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import training_utils
-from tests.helpers import needs_cuda, sgd, synthetic_loaders, tiny_cnn
+from tests.helpers import needs_cuda, resumed_run_equals_straight_run, sgd, synthetic_loaders, tiny_cnn
 from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
-from training_utils import compile_model, load_checkpoint, train
+from training_utils import compile_model, train
 
 
 def test_a_step_the_grad_scaler_skips_does_not_make_one_cycle_warn():
@@ -88,15 +88,8 @@ def test_deterministic_resume_on_cuda_repeats_the_straight_run_bit_for_bit(tiny_
     ends with the straight run's weights, as it does on the CPU."""
     common = ["--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32,
               "--deterministic", "--save_every", 1, "--no_plots"]
-    straight = run_main(*common, "--output_dir", tmp_path / "straight", timeout=300)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    straight, _ = resumed_run_equals_straight_run(run_main, common, tmp_path)
     assert "deterministic cuDNN" in straight.stdout and "batched loader" in straight.stdout
-    resumed = run_main(*common, "--output_dir", tmp_path / "resumed", "--resume",
-                       tmp_path / "straight" / "epoch_1.pt", timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
 
 
 def test_a_range_test_whose_grad_scaler_skips_steps_does_not_warn(monkeypatch):

@@ -10,7 +10,7 @@ import recipes
 from batched_data import BatchedCifarLoader, TestTimeAugmentation
 from custom_resnet import PatchWhitening, SpeedrunNet
 from dataset import SyntheticImages
-from tests.helpers import MEAN, STD
+from tests.helpers import MEAN, STD, resumed_run_equals_straight_run
 from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
 from training_utils import LookaheadAverage, fit, load_checkpoint
 
@@ -180,19 +180,12 @@ def test_main_trains_the_speedrun_recipe_and_resumes_it_exactly(tiny_cifar, tmp_
     straight run does."""
     common = ["--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, "--max_lr", 0.2,
               "--save_every", 1, "--no_plots"]
-    straight = run_main(*common, "--output_dir", tmp_path / "straight", timeout=300)
-    assert straight.returncode == 0, straight.stderr[-2000:]
+    straight, _ = resumed_run_equals_straight_run(run_main, common, tmp_path)
     assert "SpeedrunNet (1,971,352 parameters)" in straight.stdout and "batched loader" in straight.stdout
     assert "alternating_flip=True, bias_lr_scale=64, weight_average=True, tta_views=6" in straight.stdout
     assert "test accuracy with 6-view test-time augmentation: " in straight.stdout
     history = json.loads((tmp_path / "straight" / "history.json").read_text())
     assert 0 <= history["test_acc_tta"] <= 100 and len(history["test_acc"]) == 3
-    resumed = run_main(*common, "--output_dir", tmp_path / "resumed", "--resume",
-                       tmp_path / "straight" / "epoch_1.pt", timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
-    a, b = (load_checkpoint(tmp_path / run / "last.pt") for run in ("straight", "resumed"))
-    for name, tensor in a["model"].items():
-        assert torch.equal(tensor, b["model"][name]), name
     assert json.loads((tmp_path / "resumed" / "history.json").read_text())["test_acc_tta"] == history["test_acc_tta"]
 
 
