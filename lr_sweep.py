@@ -35,6 +35,7 @@ from lr_finder import find_lr
 from recipes import IMAGENET, S10, build_criterion, build_one_cycle, build_optimizer
 from training_utils import Precision, start_epoch_randomness, test, train
 from utils import describe_machine, get_device, seed_everything
+from visualize import plot_range_tests, plot_sweep
 
 INIT_NAMES = {"zero": "zero-init residuals", "default": "torchvision's init"}
 DEFAULT_GRID = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6)
@@ -161,77 +162,6 @@ def range_test_curves(summary, label=""):
     return [{"label": f"{label}{test['num_iter']} iterations", "lrs": test["lrs"], "losses": test["losses"],
              "smooth_f": test["smooth_f"], "min_loss": test["suggestions"].get("min_loss")}
             for test in summary.get("range_tests", [])]
-
-
-def plot_range_tests(curves, save_path=None, title="", chance=None):
-    """Range tests' smoothed loss against the LR (log scale), one curve each (dicts with ``label``,
-    ``lrs``, ``losses``, ``smooth_f`` and ``min_loss``), the raw loss faintly, each min_loss marked and
-    ``chance`` (the loss of a uniform guess, ln of the class count) as a dashed line; the y-axis clipped
-    to the curves before their blow-up."""
-    from matplotlib.figure import Figure
-
-    from visualize import _finish, raw_losses
-
-    figure = Figure(figsize=(9, 5.5))
-    ax = figure.add_subplot()
-    top, low = [], []
-    colours = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
-    for curve, colour in zip(curves, colours):
-        lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
-        ax.plot(lrs, raw_losses(losses, curve["smooth_f"]), color=colour, alpha=0.15, linewidth=0.8)
-        ax.plot(lrs, losses, color=colour, label=curve["label"])
-        lowest = curve.get("min_loss")
-        if lowest:
-            ax.axvline(lowest, color=colour, linestyle=":", label=f"{curve['label']}: min_loss {lowest:.3g}")
-            top.append(np.max(losses[: int(np.searchsorted(lrs, lowest)) + 1]))
-        low.append(np.nanmin(losses))
-    if chance:
-        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance (ln {round(np.exp(chance))})")
-        top.append(chance)
-    if top:
-        bottom, high = min(low + top), max(top)
-        ax.set_ylim(bottom - 0.1 * (high - bottom + 1e-3), high + 0.6 * (high - bottom + 1e-3))
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate")
-    ax.set_ylabel("training loss (smoothed; raw faint)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncol=2)
-    return _finish(figure, save_path)
-
-
-def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="test", label=None, others=()):
-    """Final top-1 accuracy on ``split`` against max LR (log scale) with the range test's suggestions
-    marked; ``others``: further ``(label, results)`` series (e.g. another initialisation) drawn beside."""
-    from matplotlib.figure import Figure
-
-    from visualize import SUGGESTION_MARKERS, _finish
-
-    figure = Figure(figsize=(8, 5))
-    ax = figure.add_subplot()
-    lrs = [r["max_lr"] for r in results]
-    accs = [r["test_acc"] for r in results]
-    ax.plot(lrs, accs, "o-", color="tab:blue", label=label or f"final {split} accuracy")
-    for lr, acc in zip(lrs, accs):
-        ax.annotate(f"{acc:.1f}", (lr, acc), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
-    for (other_label, other), colour in zip(others, ("tab:orange", "tab:gray", "tab:olive")):
-        other = sorted(other, key=lambda r: r["max_lr"])
-        ax.plot([r["max_lr"] for r in other], [r["test_acc"] for r in other], "D--", color=colour, label=other_label)
-        for r in other:
-            ax.annotate(f"{r['test_acc']:.1f}", (r["max_lr"], r["test_acc"]), textcoords="offset points",
-                        xytext=(0, -14), ha="center", fontsize=9, color=colour)
-    for name, lr in suggestions.items():
-        marker, colour = SUGGESTION_MARKERS[name]
-        ax.axvline(lr, color=colour, linestyle=":", alpha=0.8, label=f"{name}: {lr:.3g}"
-                   + (" (the rule)" if name == chosen else ""))
-    ax.margins(y=0.12)  # room for the labels above and below the points
-    ax.set_xscale("log")
-    ax.set_xlabel("one-cycle max LR")
-    ax.set_ylabel(f"final {split} accuracy (%)")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=9)
-    return _finish(figure, save_path)
 
 
 def sweep_title(summary):

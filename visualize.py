@@ -88,7 +88,8 @@ def plot_augmentations(images, augmentations, save_path=None, seed=0):
 def plot_history(history, save_path=None, split="test"):
     """Loss and accuracy per epoch, train and ``split`` (the evaluation split's name: "test" for CIFAR,
     "validation" for an ImageNet val folder), one titled panel each, integer epoch ticks; with top-5 in
-    the history, the accuracy panel shows it too."""
+    the history, the accuracy panel shows it too. The accuracy axis spans at least ``ACCURACY_MIN_SPAN``
+    points (``accuracy_limits``)."""
     from matplotlib.ticker import MaxNLocator
 
     figure = NotebookFigure(figsize=(12, 4))
@@ -104,6 +105,7 @@ def plot_history(history, save_path=None, split="test"):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
+    acc_ax.set_ylim(*accuracy_limits([v for line in acc_ax.get_lines() for v in line.get_ydata()]))
     loss_ax.set_title("loss per epoch (train: mean over the epoch)")
     acc_ax.set_title(f"accuracy per epoch (final {split} accuracy {history['test_acc'][-1]:.2f}%)")
     return _finish(figure, save_path)
@@ -120,40 +122,210 @@ def raw_losses(smoothed, smooth_f):
     return raw
 
 
-SUGGESTION_MARKERS = {"steepest": ("o", "tab:red"), "valley": ("s", "tab:green"), "min_loss": ("^", "tab:purple"),
-                      "minimum": ("v", "tab:brown")}
+# Colour-blind-safe colours (Okabe and Ito's palette, and black), each suggestion with its own marker
+# shape too, so no two are told apart by colour alone.
+SUGGESTION_MARKERS = {"steepest": ("o", "#D55E00"),   # vermillion
+                      "valley": ("s", "#009E73"),     # bluish green
+                      "min_loss": ("^", "black"),     # the rule the lessons train with
+                      "minimum": ("v", "tab:cyan")}
+CURVE_COLOURS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9")  # Okabe-Ito, for several curves
+DIVERGING_MARKER = "X"
+ACCURACY_MIN_SPAN = 10.0  # percentage points: the least height of an accuracy axis
+
+
+def range_test_view(losses):
+    """What a range-test plot shows of one smoothed loss curve: ``(bottom, top, diverging)``.
+
+    ``diverging`` is the index of the first point past the curve's lowest loss (the lowest before the
+    loss doubles, as ``lr_finder.suggest`` finds its ``min_loss``) where the loss has climbed back half of
+    its fall (half-way from its lowest value to its first value): from there on the LR undoes what the
+    net learned. ``None`` when the curve never climbs that far (or never fell).
+
+    The y-range holds the whole fall and that climb: from a little below the lowest loss to a quarter of
+    the fall above the starting loss (or the curve's highest point up to ``diverging``, when higher), so
+    the rise after the minimum is drawn leaving the frame upwards. Nothing above one full fall over the
+    starting loss stretches the axis, so a blow-up to many times the loss does not flatten the curve.
+    ``None`` for a curve without a finite value."""
+    from lr_finder import divergence_index
+
+    losses = np.asarray(losses, dtype=float)
+    finite = np.flatnonzero(np.isfinite(losses))
+    if not len(finite):
+        return None
+    values = losses[finite[0]:]
+    if not np.isfinite(values).all():  # the curve up to its first NaN or infinite loss
+        values = values[:int(np.argmin(np.isfinite(values)))]
+    start, lowest_index = values[0], int(np.argmin(values[:max(divergence_index(values), 1)]))
+    fall = start - values[lowest_index]
+    if fall <= 0:  # the curve never fell: show all of it
+        low, high = float(values.min()), float(values.max())
+        margin = 0.1 * max(high - low, 1e-3)
+        return low - margin, high + margin, None
+    halfway = np.flatnonzero(values[lowest_index:] > start - fall / 2)
+    diverging = lowest_index + int(halfway[0]) if len(halfway) else None
+    shown = values[:None if diverging is None else diverging + 1]
+    top = max(min(float(shown.max()), start + fall), start + 0.25 * fall)
+    return start - 1.15 * fall, top + 0.05 * fall, None if diverging is None else int(finite[0]) + diverging
+
+
+def legend_outside(ax, handles=None, labels=None, below=False, **options):
+    """The axes' legend outside the axes (right of them, or ``below`` them), never over the data."""
+    if handles is None:
+        handles, labels = ax.get_legend_handles_labels()
+    if below:
+        options = {"loc": "upper center", "bbox_to_anchor": (0.5, -0.13), "ncol": 2, **options}
+    else:
+        options = {"loc": "upper left", "bbox_to_anchor": (1.02, 1.0), **options}
+    return ax.legend(handles, labels, borderaxespad=0, **options)
 
 
 def plot_lr_finder(result, chosen_lr=None, save_path=None):
     """The range test's loss against the LR (log scale): the raw loss faintly, the smoothed curve, each
-    suggestion marked and, when given, the LR chosen for training. The y-axis is clipped to the curve
-    up to its minimum, so a blow-up at the end does not flatten the part where the suggestions are."""
-    figure = NotebookFigure(figsize=(8, 5))
+    suggestion marked, the point where the loss starts to diverge (an X) and, when given, the LR chosen
+    for training. The y-range is ``range_test_view``'s: the whole fall and the climb after the minimum,
+    without letting a blow-up flatten the curve. The legend stands beside the axes; a suggestion that
+    is the chosen LR shares one entry with it."""
+    from matplotlib.legend_handler import HandlerTuple
+
+    figure = NotebookFigure(figsize=(10, 5))
     ax = figure.add_subplot()
     skip = result.settings.get("skip_start", 0)
     raw = raw_losses(result.all_losses, result.settings.get("smooth_f", 0))[skip:skip + len(result.lrs)]
     if len(raw) == len(result.lrs):
         ax.plot(result.lrs, raw, color="tab:blue", alpha=0.25, linewidth=1, label="loss (raw)")
     ax.plot(result.lrs, result.losses, color="tab:blue", label="loss (smoothed)")
+    chosen = None
+    if chosen_lr is not None:
+        chosen = ax.axvline(chosen_lr, color="black", linestyle="--", label=f"chosen max LR: {chosen_lr:.3g}")
+    merged = None  # the suggestion that is the chosen LR (min_loss before the others) shares its legend entry
+    if chosen is not None:
+        same = [name for name, lr in result.suggestions.items() if np.isclose(lr, chosen_lr, rtol=1e-6)]
+        merged = "min_loss" if "min_loss" in same else next(iter(same), None)
+    handles, labels = [], []
     for name, lr in result.suggestions.items():
         marker, colour = SUGGESTION_MARKERS[name]
         index = int(np.argmin(np.abs(np.asarray(result.lrs) - lr)))
-        ax.scatter(lr, result.losses[index], s=80, marker=marker, color=colour, zorder=3, label=f"{name}: {lr:.2e}")
-    if chosen_lr is not None:
-        ax.axvline(chosen_lr, color="black", linestyle="--", label=f"chosen max LR: {chosen_lr:.3g}")
-    finite = np.asarray([v for v in result.losses if np.isfinite(v)])
-    if len(finite):
-        lowest = int(np.argmin(finite))
-        top, bottom = float(finite[:lowest + 1].max()), float(finite.min())
-        margin = 0.15 * max(top - bottom, 1e-3)
-        ax.set_ylim(bottom - margin, top + margin)
+        point = ax.scatter(lr, result.losses[index], s=80, marker=marker, color=colour, zorder=3,
+                           label=f"{name}: {lr:.2e}")
+        handles.append((chosen, point) if name == merged else point)
+        labels.append(f"{name}: {lr:.2e}" + (" = chosen max LR" if name == merged else ""))
+    if chosen is not None and merged is None:
+        handles.append(chosen)
+        labels.append(chosen.get_label())
+    view = range_test_view(result.losses)
+    if view:
+        bottom, top, diverging = view
+        ax.set_ylim(bottom, top)
+        if diverging is not None:
+            lr = result.lrs[diverging]
+            handles += ax.plot(lr, min(result.losses[diverging], top), linestyle="none", marker=DIVERGING_MARKER,
+                               markersize=10, color="tab:blue", markeredgecolor="white", zorder=4, clip_on=False,
+                               label=f"diverging from {lr:.2e}\n(loss half-way back up)")
+            labels.append(handles[-1].get_label())
     ax.set_title(f"LR range test: no suggestion: {result.reason}" if not result.suggestions
                  else "LR range test", fontsize=10)
     ax.set_xscale("log")
     ax.set_xlabel("learning rate")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (smoothed; raw faint)")
     ax.grid(alpha=0.3, which="both")
-    ax.legend()
+    if handles:
+        legend_outside(ax, handles, labels, handler_map={tuple: HandlerTuple(ndivide=1)}, fontsize=9)
+    return _finish(figure, save_path)
+
+
+def plot_range_tests(curves, save_path=None, title="", chance=None):
+    """Range tests' smoothed loss against the LR (log scale), one curve each (dicts with ``label``,
+    ``lrs``, ``losses``, ``smooth_f`` and ``min_loss``), the raw loss faintly, each min_loss marked by a
+    dotted line in the curve's colour, each curve's divergence by an X, and ``chance`` (the loss of a
+    uniform guess, ln of the class count) as a dashed line. The y-range holds every curve's
+    ``range_test_view``; the legend, one entry per curve, stands below the axes."""
+    figure = NotebookFigure(figsize=(9, 7))
+    ax = figure.add_subplot()
+    bottoms, tops, diverged = [], [], False
+    for curve, colour in zip(curves, CURVE_COLOURS):
+        lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
+        ax.plot(lrs, raw_losses(losses, curve["smooth_f"]), color=colour, alpha=0.15, linewidth=0.8)
+        lowest = curve.get("min_loss")
+        ax.plot(lrs, losses, color=colour, label=curve["label"] + (f": min_loss {lowest:.3g}" if lowest else ""))
+        if lowest:
+            ax.axvline(lowest, color=colour, linestyle=":")
+        view = range_test_view(losses)
+        if view:
+            bottoms.append(view[0])
+            tops.append(view[1])
+            if view[2] is not None:
+                diverged = True
+                ax.plot(lrs[view[2]], min(losses[view[2]], view[1]), linestyle="none", marker=DIVERGING_MARKER,
+                        markersize=9, color=colour, markeredgecolor="white", zorder=4, clip_on=False)
+    if chance:
+        ax.axhline(chance, color="black", linestyle="--", linewidth=1, label=f"chance (ln {round(np.exp(chance))})")
+        bottoms.append(chance)
+        tops.append(chance)
+    if tops:
+        bottom, top = min(bottoms), max(tops)
+        margin = 0.03 * (top - bottom)
+        ax.set_ylim(bottom - margin, top + margin)
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss (smoothed; raw faint)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    handles, labels = ax.get_legend_handles_labels()
+    if diverged:  # one entry for every curve's X
+        from matplotlib.lines import Line2D
+
+        handles.append(Line2D([], [], linestyle="none", marker=DIVERGING_MARKER, markersize=9, color="dimgray"))
+        labels.append("diverging (loss half-way back up)")
+    legend_outside(ax, handles, labels, below=True, fontsize=8)
+    return _finish(figure, save_path)
+
+
+def accuracy_limits(values, min_span=ACCURACY_MIN_SPAN, pad=0.12):
+    """y-limits for accuracies in percent: the values with ``pad`` of their range on each side, widened
+    about their middle to at least ``min_span`` percentage points and kept within 0..100, so that gaps of
+    a point or less (one seed's noise in these runs) look as small as they are."""
+    values = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
+    low, high = float(values.min()), float(values.max())
+    low, high = low - pad * (high - low), high + pad * (high - low)
+    if high - low < min_span:
+        middle = (low + high) / 2
+        low, high = middle - min_span / 2, middle + min_span / 2
+    shift = max(0.0, -low) - max(0.0, high - 100)  # move the window back inside 0..100
+    return max(low + shift, 0.0), min(high + shift, 100.0)
+
+
+def plot_sweep(results, suggestions, chosen, save_path=None, title="", split="test", label=None, others=()):
+    """Final top-1 accuracy on ``split`` against max LR (log scale) with the range test's suggestions
+    marked (a dotted line each, its marker at the top); ``others``: further ``(label, results)`` series
+    (e.g. another initialisation) drawn beside. The accuracy axis spans at least ``ACCURACY_MIN_SPAN``
+    points (``accuracy_limits``); the legend stands beside the axes."""
+    figure = NotebookFigure(figsize=(10, 5))
+    ax = figure.add_subplot()
+    lrs = [r["max_lr"] for r in results]
+    accs = [r["test_acc"] for r in results]
+    ax.plot(lrs, accs, "o-", color="tab:blue", label=label or f"final {split} accuracy")
+    for lr, acc in zip(lrs, accs):
+        ax.annotate(f"{acc:.1f}", (lr, acc), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=9)
+    shown = list(accs)
+    for (other_label, other), colour in zip(others, ("#882255", "tab:olive", "tab:gray")):
+        other = sorted(other, key=lambda r: r["max_lr"])
+        ax.plot([r["max_lr"] for r in other], [r["test_acc"] for r in other], "D--", color=colour, label=other_label)
+        for r in other:
+            ax.annotate(f"{r['test_acc']:.1f}", (r["max_lr"], r["test_acc"]), textcoords="offset points",
+                        xytext=(0, -14), ha="center", fontsize=9, color=colour)
+        shown += [r["test_acc"] for r in other]
+    for name, lr in suggestions.items():
+        marker, colour = SUGGESTION_MARKERS[name]
+        ax.plot([lr, lr], [0, 1], transform=ax.get_xaxis_transform(), color=colour, linestyle=":", marker=marker,
+                markevery=[1], markersize=8, clip_on=False,
+                label=f"{name}: {lr:.3g}" + (" (the rule)" if name == chosen else ""))
+    ax.set_ylim(*accuracy_limits(shown))
+    ax.set_xscale("log")
+    ax.set_xlabel("one-cycle max LR")
+    ax.set_ylabel(f"final {split} accuracy (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    legend_outside(ax, fontsize=9)
     return _finish(figure, save_path)
 
 
