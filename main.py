@@ -30,6 +30,8 @@ import signal
 import sys
 from pathlib import Path
 
+from recipes import SCHEDULES
+
 DATASETS = {"cifar10": "cifar10", "cifar100": "cifar100", "imagefolder": "imagefolder", "imagenet": "imagefolder",
             "imagenet1k": "imagefolder", "custom": "imagefolder"}
 MODELS = ("custom_resnet", "resnet50", "speedrun")
@@ -182,9 +184,10 @@ def build_parser():
     train.add_argument("--max_lr", "--lr", dest="max_lr", type=max_lr_value, help="peak LR of the one-cycle "
                        "schedule (starting LR of cosine/step), or a range test's suggested_lr.json"
                        + recipe_help("max_lr"))
-    train.add_argument("--scheduler", choices=("onecycle", "cosine", "step"), default="onecycle",
-                       help="onecycle: OneCycleLR stepped per batch; cosine: cosine decay to 0 per epoch; step: "
-                       "LR x --gamma every --step_size epochs")
+    train.add_argument("--scheduler", choices=SCHEDULES, default="onecycle",
+                       help="onecycle: OneCycleLR stepped per batch; constant: max_lr throughout; step: LR x "
+                       "--gamma every --step_size epochs; warmup_cosine: linear warm-up over pct_start of the steps "
+                       "from max_lr / div_factor, then cosine to 0, per batch; cosine: cosine decay to 0 per epoch")
     train.add_argument("--pct_start", type=float, help="one-cycle: share of the steps spent rising to max_lr"
                        + recipe_help("pct_start"))
     train.add_argument("--div_factor", type=positive(float), help="one-cycle: first LR = max_lr / this"
@@ -508,16 +511,11 @@ def training_recipe(args):
 
 
 def build_scheduler(args, recipe, optimizer, steps_per_epoch):
-    """OneCycleLR from the recipe (stepped per batch), cosine annealing or step decay (stepped per epoch)."""
-    from torch.optim import lr_scheduler as schedulers
+    """The ``--scheduler`` (``recipes.build_schedule``) and whether it steps per batch."""
+    from recipes import build_schedule
 
-    from recipes import build_one_cycle
-
-    if args.scheduler == "onecycle":
-        return build_one_cycle(recipe, optimizer, args.max_lr, args.epochs, steps_per_epoch)
-    if args.scheduler == "cosine":
-        return schedulers.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    return schedulers.StepLR(optimizer, step_size=args.step_size or max(1, args.epochs // 3), gamma=args.gamma)
+    return build_schedule(args.scheduler, recipe, optimizer, args.max_lr, args.epochs, steps_per_epoch,
+                          step_size=args.step_size, gamma=args.gamma)
 
 
 def run(args, command):
@@ -625,13 +623,14 @@ def run(args, command):
     # batch-norm biases at their own LR scale (the speedrun's 64x) where the recipe has one
     optimizer = build_optimizer(recipe, model if recipe.bias_lr_scale != 1 else model.parameters(), lr=args.max_lr)
     weight_average = LookaheadAverage(model, args.epochs * len(train_loader)) if recipe.weight_average else None
-    scheduler = build_scheduler(args, recipe, optimizer, len(train_loader))
+    scheduler, per_batch = build_scheduler(args, recipe, optimizer, len(train_loader))
     if args.compile:
         model = compile_model(model)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     history = fit(model, device, train_loader, val_loader, optimizer, criterion, args.epochs, scheduler,
-                  precision=precision, grad_clip=args.grad_clip, topk=5, checkpoint_dir=output_dir if master else None,
+                  scheduler_per_batch=per_batch, precision=precision, grad_clip=args.grad_clip, topk=5,
+                  checkpoint_dir=output_dir if master else None,
                   save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
                   test_name="val" if not cifar else "test", weight_average=weight_average)
     if recipe.tta_views > 1:

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 ONE_CYCLE_FIELDS = ("pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase",
                     "cycle_momentum", "base_momentum", "max_momentum")
+# the LR schedules build_schedule makes; the first is the course's, the others are what it is compared with
+SCHEDULES = ("onecycle", "constant", "step", "warmup_cosine", "cosine")
 
 
 @dataclass(frozen=True)
@@ -191,3 +193,56 @@ def build_one_cycle(recipe, optimizer, max_lr, epochs, steps_per_epoch):
     max_lr = [max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs,
                                                steps_per_epoch=steps_per_epoch, **recipe.one_cycle_settings())
+
+
+class WarmupCosine:
+    """The factor of a linear warm-up then cosine decay, per step: from ``1 / div_factor`` up to 1 over the
+    first ``warmup_steps``, then down to 0 at ``total_steps`` along half a cosine. A class, not a lambda,
+    so ``LambdaLR`` saves it in checkpoints."""
+
+    def __init__(self, total_steps, warmup_steps, div_factor):
+        self.total_steps, self.warmup_steps, self.div_factor = total_steps, warmup_steps, div_factor
+
+    def __call__(self, step):
+        import math
+
+        if step < self.warmup_steps:
+            start = 1.0 / self.div_factor
+            return start + (1.0 - start) * step / self.warmup_steps
+        done = min(1.0, (step - self.warmup_steps) / max(1, self.total_steps - self.warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+
+
+def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, step_size=None, gamma=0.1):
+    """One of ``SCHEDULES`` for ``optimizer`` (whose param groups start at ``max_lr`` times their
+    ``lr_scale``, as ``build_optimizer(recipe, model, lr=max_lr)`` makes them). Returns the scheduler and
+    whether it steps once per batch (else once per epoch):
+
+    * ``onecycle``: ``build_one_cycle`` (per batch);
+    * ``constant``: ``max_lr`` throughout (no warm-up, no decay);
+    * ``step``: ``max_lr``, times ``gamma`` every ``step_size`` epochs (default: a third of the epochs);
+    * ``warmup_cosine``: linear warm-up from ``max_lr / div_factor`` over the recipe's ``pct_start`` of
+      the steps, then a cosine down to 0 (per batch, ``WarmupCosine``);
+    * ``cosine``: cosine from ``max_lr`` down to 0 over the epochs, no warm-up (per epoch).
+    """
+    import torch
+    from torch.optim import lr_scheduler as schedulers
+
+    if kind not in SCHEDULES:
+        raise ValueError(f"unknown schedule {kind!r}; use one of {', '.join(SCHEDULES)}")
+    if kind == "onecycle":
+        return build_one_cycle(recipe, optimizer, max_lr, epochs, steps_per_epoch), True
+    expected = [max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    if not all(torch.isclose(torch.tensor(group["lr"]), torch.tensor(lr)) for group, lr in
+               zip(optimizer.param_groups, expected)):
+        raise ValueError(f"the optimizer's LRs {[group['lr'] for group in optimizer.param_groups]} are not max_lr "
+                         f"{max_lr:g} times each group's lr_scale: build it with lr=max_lr")
+    if kind == "constant":
+        return schedulers.LambdaLR(optimizer, lambda step: 1.0), False
+    if kind == "step":
+        return schedulers.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma), False
+    if kind == "cosine":
+        return schedulers.CosineAnnealingLR(optimizer, T_max=epochs), False
+    total = epochs * steps_per_epoch
+    factor = WarmupCosine(total, max(1, round(recipe.pct_start * total)), recipe.div_factor)
+    return schedulers.LambdaLR(optimizer, factor), True
