@@ -18,7 +18,6 @@ with four suggestions:
 ``suggested_lr.json``.
 """
 import contextlib
-import functools
 import io
 import json
 import inspect
@@ -41,6 +40,7 @@ with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which 
     from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
 from batched_data import BatchedCifarLoader
+from progress import postfix_due, progress_bar
 from training_utils import Precision, skipped_steps_allowed, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
 from visualize import plot_lr_finder, plot_training_history  # noqa: F401 (the same)
 
@@ -311,7 +311,7 @@ def suggest(lrs, losses):
 
 def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-5, end_lr=10.0, num_iter=100,
             step_mode="exp", smooth_f=0.05, diverge_th=5.0, skip_start=10, skip_end=5, precision="auto",
-            channels_last=True, progress=True, accumulation_steps=1, val_loader=None):
+            channels_last=True, progress=None, accumulation_steps=1, val_loader=None):
     """Run the LR range test and return an ``LRFinderResult``; model and optimizer are restored after.
 
     The LR grows from ``start_lr`` to ``end_lr`` over ``num_iter`` batches (``step_mode`` "exp" or
@@ -325,7 +325,9 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     loader) or, for other batches (dicts, ...), a subclass of torch-lr-finder's ``TrainDataLoaderIter``
     whose ``inputs_labels_from_batch`` returns ``(inputs, labels)``; ``val_loader`` likewise, or a
     ``ValDataLoaderIter`` subclass. With ``channels_last`` the model and every 4-D input tensor are put in
-    channels_last memory format, the inputs on the device after the library's (non-blocking) copy. ``progress=False`` hides the library's progress bar. Every RNG
+    channels_last memory format, the inputs on the device after the library's (non-blocking) copy.
+    ``progress``: a live bar with the LR and smoothed loss of each step (True), none (False), or as
+    ``progress.show_bar`` decides (None: for a person watching, not in logs or CI). Every RNG
     (torch, CUDA, NumPy, Python) is left as it was found, so the training that follows is the same with
     or without the test.
     """
@@ -367,7 +369,7 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     bar = library.tqdm
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
-        library.tqdm = bar if progress else functools.partial(bar, disable=True)
+        library.tqdm = _range_test_bar(finder, progress)
         with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)), \
                 skipped_steps_allowed(scaler):
             finder.range_test(train_loader, val_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
@@ -397,6 +399,22 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
 
 def _cuda_devices(device):
     return [device] if device.type == "cuda" else []
+
+
+def _range_test_bar(finder, progress):
+    """What the library's ``range_test`` loop iterates in place of its ``tqdm(range(num_iter))``: a bar
+    by ``progress.progress_bar``'s rule, with the LR and smoothed loss of the step just done."""
+    def bar(iterations):
+        live = progress_bar(iterations, progress, desc="range test", leave=False, unit="step")
+        try:
+            for iteration in live:
+                yield iteration  # the library runs the step, then asks for the next one
+                history = finder.history
+                if history["loss"] and postfix_due(live, last=iteration + 1 == len(iterations)):
+                    live.set_postfix(lr=f"{history['lr'][-1]:.2e}", loss=f"{history['loss'][-1]:.3f}")
+        finally:  # also when the library stops early (the loss diverged)
+            live.close()
+    return bar
 
 
 def analyse(result):

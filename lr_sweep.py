@@ -148,7 +148,7 @@ def range_tests(args, train_loader, precision, num_classes=10):
         optimizer = build_optimizer(args.recipe, model.parameters(), lr=args.recipe.lr_start)
         result = find_lr(model, optimizer, build_criterion(args.recipe), train_loader, device=precision.device,
                          start_lr=args.recipe.lr_start, end_lr=args.recipe.lr_end, num_iter=num_iter,
-                         precision=precision, progress=False)
+                         precision=precision)
         print(f"range test, {num_iter} iterations: " + (", ".join(f"{k} {v:.3g}" for k, v in result.suggestions.items())
               or f"no suggestion ({result.reason})") + f" ({result.seconds:.0f}s)", flush=True)
         results.append(result)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from dataset import SKIPPED_LABEL, derive_seed
+from progress import postfix_due, progress_bar
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -244,7 +244,7 @@ class TestResult(namedtuple("TestResult", "correct loss")):
 
 
 def train(model, device, loader, optimizer, criterion, scheduler=None, *, precision="auto", scaler=None,
-          grad_clip=None, epoch=None, progress=False, after_step=None):
+          grad_clip=None, epoch=None, progress=None, after_step=None):
     """Train for one epoch; returns a ``TrainResult`` (``correct, processed, loss_sum``, over all processes
     of a distributed run; ``.loss`` the mean loss) whose ``.steps`` holds the LR, momentum and loss of
     every step.
@@ -253,7 +253,8 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     called after every step (``LookaheadAverage.after_step``). ``precision`` is a string or a
     ``Precision``; ``scaler`` a GradScaler to keep across epochs (made from the precision when None).
     A NaN or infinite loss raises ``NonFiniteLossError`` naming the epoch and step (checked every few
-    steps on CUDA to avoid a sync per step).
+    steps on CUDA to avoid a sync per step). ``progress``: a live bar with loss, accuracy and LR (True),
+    none (False), or as ``progress.show_bar`` decides (None: a bar for a person watching, none in logs).
     """
     precision = Precision.resolve(device, precision)
     scaler = scaler or precision.grad_scaler()
@@ -264,8 +265,8 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     lrs, momentums = [], []
     # a finite-loss check reads the loss back (a device sync on CUDA, an all-reduce when distributed)
     check_every = 20 if precision.device.type == "cuda" or _distributed() else 1
-    bar = tqdm(loader, desc=f"epoch {epoch}" if epoch is not None else "train", disable=not progress,
-               leave=False, dynamic_ncols=True)
+    bar = progress_bar(loader, progress, desc=f"epoch {epoch}" if epoch is not None else "train", leave=False,
+                       unit="batch")
     for step, batch in enumerate(bar):
         labels = batch[1]  # a batch of unreadable images only (labels on the CPU, so no device sync) adds nothing
         nothing_to_learn = labels.device.type == "cpu" and bool((labels == SKIPPED_LABEL).all())
@@ -293,7 +294,7 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
         correct += ((output.argmax(1) == y) & valid).sum()
         seen += valid.sum()
         skipped += len(y) - valid.sum()
-        if progress and (step % 10 == 0 or step + 1 == num_steps):
+        if postfix_due(bar, last=step + 1 == num_steps):
             bar.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / max(seen.item(), 1):.2f}%",
                             lr=f"{get_lr(optimizer):.2e}")
     _check_finite(losses, num_steps, epoch)
@@ -308,15 +309,16 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
 
 
 @torch.inference_mode()
-def test(model, device, loader, criterion, *, precision="auto", topk=1):
+def test(model, device, loader, criterion, *, precision="auto", topk=1, progress=None, desc="test"):
     """Evaluate; returns a ``TestResult`` (``correct, loss``; ``.acc``, and ``.top5`` with ``topk=5``),
-    over all processes of a distributed run, each of which evaluates its share of the loader."""
+    over all processes of a distributed run, each of which evaluates its share of the loader.
+    ``progress`` as in ``train`` (a bar named ``desc``)."""
     precision = Precision.resolve(device, precision)
     model.eval()
     total_loss = torch.zeros((), device=precision.device)
     correct = torch.zeros(topk, device=precision.device)
     seen, skipped = (torch.zeros((), device=precision.device, dtype=torch.long) for _ in range(2))
-    for batch in loader:
+    for batch in progress_bar(loader, progress, desc=desc, leave=False, unit="batch"):
         x, y = precision.batch(*batch)
         valid = y != SKIPPED_LABEL
         with precision.autocast():
@@ -495,7 +497,7 @@ def _share_buffers_from_rank0(model):
 
 def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None, *,
         scheduler_per_batch=None, precision="auto", grad_clip=None, topk=1, checkpoint_dir=None, save_every=0,
-        resume=None, seed=0, progress=False, log=print, test_name="test", weight_average=None):
+        resume=None, seed=0, progress=None, log=print, test_name="test", weight_average=None):
     """Train for ``epochs`` epochs, evaluating after each; returns the history dict and logs one line
     per epoch.
 
@@ -513,6 +515,9 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     ``checkpoint_dir`` and ``log`` only on rank 0. ``test_name`` names the evaluation split in the log
     ("test" for CIFAR, "val" for an ImageNet validation folder). ``weight_average`` (a
     ``LookaheadAverage``) is updated after every step and finished before the last evaluation.
+    ``progress``: live bars for training and evaluation (True), none (False), or as ``progress.show_bar``
+    decides (None: for a person watching a terminal or a live notebook, not in logs, CI or executed
+    notebooks); the per-epoch line is logged either way.
     """
     precision = Precision.resolve(device, precision)
     scaler = precision.grad_scaler()
@@ -567,7 +572,8 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             if weight_average is not None and epoch == epochs:
                 weight_average.finish()
             _share_buffers_from_rank0(raw_model)
-            tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk)
+            tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk,
+                          progress=progress, desc=f"epoch {epoch} {test_name}")
             history["epoch_time"].append(time.perf_counter() - start)
             history["lr"] += trained.steps["lr"]
             history["momentum"] += trained.steps["momentum"]
@@ -579,7 +585,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             top5 = f"  top-5 {tested.top5:.2f}%" if tested.top5 is not None else ""
             skips = trained.skipped + tested.skipped
             skips = f"  skipped {skips} unreadable image(s), named in the warnings above" if skips else ""
-            log(f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.4f}  train loss {trained.loss:.4f} "
+            log(f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.3g}  train loss {trained.loss:.4f} "
                 f"acc {trained.acc:.2f}%  {test_name} loss {tested.loss:.4f} acc {tested.acc:.2f}%"
                 f"{top5}  {history['epoch_time'][-1]:.1f}s{skips}")
             if checkpoint_dir is not None:

@@ -40,9 +40,10 @@ class NbvalLikeClient(NotebookClient):
 
 
 def execute(notebook):
-    """A copy of ``notebook`` executed with ``SMOKE=1`` in the repository root."""
+    """A copy of ``notebook`` executed with ``SMOKE=1`` and ``PLAIN_PROGRESS=1`` in the repository root."""
     executed = copy.deepcopy(notebook)
     os.environ["SMOKE"] = "1"
+    os.environ["PLAIN_PROGRESS"] = "1"  # the executed notebook keeps no live bars (progress.py)
     NbvalLikeClient(executed, timeout=1200, kernel_name="python3",
                     resources={"metadata": {"path": str(ROOT)}}).execute()
     return executed
