@@ -47,8 +47,18 @@ RECIPE_OPTIONS = {
     "final_div_factor": "final_div_factor",
     "anneal_strategy": "anneal_strategy", "three_phase": "three_phase", "cycle_momentum": "cycle_momentum",
     "base_momentum": "base_momentum", "max_momentum": "max_momentum", "lr_start": "lr_start", "lr_end": "lr_end",
-    "lr_iter": "lr_iter",
+    "lr_iter": "lr_iter", "crop_padding": "crop_padding", "alternating_flip": "alternating_flip",
+    "bias_lr_scale": "bias_lr_scale", "weight_average": "weight_average", "tta_views": "tta_views",
+    "whiten_bias_epochs": "whiten_bias_epochs",
 }
+
+
+def non_negative_int(text):
+    """An argparse type: an integer >= 0."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def positive(kind):
@@ -94,12 +104,14 @@ def max_lr_value(text):
     return value
 
 
-def recipe_help(field):
-    """' (default: cifar10 ..., resnet50 on CIFAR ..., image folders ...)' for a recipe field."""
-    from recipes import IMAGENET, RESNET50_CIFAR, S10
+def recipe_help(field, speedrun=False):
+    """' (default: cifar10 ..., resnet50 on CIFAR ..., image folders ...)' for a recipe field (with
+    ``speedrun``, the speedrun recipe's value too)."""
+    from recipes import IMAGENET, RESNET50_CIFAR, S10, SPEEDRUN
 
     values = [(f"CIFAR {S10.name}", getattr(S10, field)), ("CIFAR --model resnet50", getattr(RESNET50_CIFAR, field)),
-              ("image folders", getattr(IMAGENET, field))]
+              ("image folders", getattr(IMAGENET, field))] + ([("--recipe speedrun", getattr(SPEEDRUN, field))]
+                                                              if speedrun else [])
     return " (default from the recipe: " + ", ".join(f"{name} {value:g}" if isinstance(value, float)
                                                      else f"{name} {value}" for name, value in values) + ")"
 
@@ -211,6 +223,19 @@ def build_parser():
     train.add_argument("--label_smoothing", type=float, help="cross-entropy label smoothing in [0, 1)"
                        + recipe_help("label_smoothing"))
     train.add_argument("--grad_clip", type=positive(float), help="clip the gradient norm to this value")
+    tricks = parser.add_argument_group("the speedrun's tricks (each can be switched off to measure what it adds)")
+    tricks.add_argument("--crop_padding", type=non_negative_int, help="CIFAR: pixels of reflect padding before the "
+                        "random crop (the translation)" + recipe_help("crop_padding", speedrun=True))
+    tricks.add_argument("--alternating_flip", action=flag, help="CIFAR, batched loader: each image mirrored on every "
+                        "other epoch instead of at random" + recipe_help("alternating_flip", speedrun=True))
+    tricks.add_argument("--bias_lr_scale", type=positive(float), help="batch-norm biases train at this many times "
+                        "the LR" + recipe_help("bias_lr_scale", speedrun=True))
+    tricks.add_argument("--weight_average", action=flag, help="evaluate and keep lookahead-averaged weights "
+                        "(training_utils.LookaheadAverage)" + recipe_help("weight_average", speedrun=True))
+    tricks.add_argument("--tta_views", type=int, choices=(1, 2, 6), help="views of the final test-time "
+                        "augmentation: 1 (none), 2 (+ mirror), 6 (+ 1-pixel shifts)" + recipe_help("tta_views", speedrun=True))
+    tricks.add_argument("--whiten_bias_epochs", type=non_negative_int, help="SpeedrunNet: epochs during which the "
+                        "whitening layer's bias trains" + recipe_help("whiten_bias_epochs", speedrun=True))
     train.add_argument("--precision", choices=("auto", "bf16", "fp16", "fp32"), help="how the model computes. "
                        "auto (the notebooks' rule): bf16 autocast on GPUs from compute capability 8.0 and on CPUs "
                        "with bf16 units, fp16 autocast with a GradScaler on older GPUs, fp32 where neither pays "
@@ -327,9 +352,14 @@ def validate(parser, args):
     check(not (args.amp and args.precision not in (None, "auto")),
           f"--amp means --precision auto; it contradicts --precision {args.precision}: choose one")
     args.precision = args.precision or "auto"
-    if base_recipe(args).alternating_flip:
-        check(args.loader != "albumentations", f"--recipe {args.recipe}: its alternating flips come from the batched "
-              "loader; leave out --loader albumentations / --use_albumentation")
+    if args.alternating_flip:
+        check(args.loader != "albumentations", ("--alternating_flip" if not base_recipe(args).alternating_flip else
+                                                f"--recipe {args.recipe}") + ": alternating flips come from the "
+              "batched loader; leave out --loader albumentations / --use_albumentation (or add --no-alternating_flip)")
+        args.loader = "batched"
+    if args.model == "speedrun":
+        check(args.loader != "albumentations", "--model speedrun trains from the batched loader (its whitening layer "
+              "starts from the training images' patches): leave out --loader albumentations / --use_albumentation")
         args.loader = "batched"
     if args.loader == "batched":
         problem = batched_loader_problem(args, world)
@@ -451,7 +481,7 @@ def build_data(args):
                   for keep in [dataset.balanced_indices(labels, args.max_samples, args.seed)]]
     mean, std = dataset.channel_stats(splits[0][0])
     train_transforms = dataset.cifar_train_transforms(mean, std, args.cutout_length, args.cutout_holes,
-                                                      rotate_degrees=args.rotate_degrees)
+                                                      padding=args.crop_padding, rotate_degrees=args.rotate_degrees)
     train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[0]), train_transforms, seed=args.seed)
     val_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[1]), dataset.cifar_test_transforms(mean, std))
     return train_set, val_set, dataset.class_names(args.dataset)
@@ -489,13 +519,12 @@ def batched_loaders(args, train_set, val_set, batch, device):
     import batched_data
     import dataset
 
-    recipe = base_recipe(args)
     images, labels = train_set.source.images, train_set.source.labels
     mean, std = dataset.channel_stats(images)
     cutout = args.cutout_length if args.cutout_holes else 0
     train_loader = batched_data.BatchedCifarLoader(images, labels, batch, mean, std, train=True, device=device,
-                                                   cutout_size=cutout, seed=args.seed, pad=recipe.crop_padding,
-                                                   flip="alternating" if recipe.alternating_flip else "random")
+                                                   cutout_size=cutout, seed=args.seed, pad=args.crop_padding,
+                                                   flip="alternating" if args.alternating_flip else "random")
     val_loader = batched_data.BatchedCifarLoader(val_set.source.images, val_set.source.labels, batch, mean, std,
                                                  train=False, device=device)
     return train_loader, val_loader
@@ -593,7 +622,7 @@ def run(args, command):
                                                           "final_div_factor", "anneal_strategy", "three_phase",
                                                           "cycle_momentum", "base_momentum", "max_momentum",
                                                           "crop_padding", "alternating_flip", "bias_lr_scale",
-                                                          "weight_average", "tta_views"))
+                                                          "weight_average", "tta_views", "whiten_bias_epochs"))
         + f", scheduler={args.scheduler}")
     if args.find_lr:
         num_iter = len(train_loader) if args.lr_iter == "epoch" else args.lr_iter

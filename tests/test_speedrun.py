@@ -189,8 +189,24 @@ def test_main_trains_the_speedrun_recipe_and_resumes_it_exactly(tiny_cifar, tmp_
     assert json.loads((tmp_path / "resumed" / "history.json").read_text())["test_acc_tta"] == history["test_acc_tta"]
 
 
+def test_main_switches_each_speedrun_trick_off_on_request(tiny_cifar, tmp_path):  # noqa: F811
+    """The options that measure what each trick adds reach the run: the recipe line, no lookahead average in
+    the checkpoint, no test-time augmentation, random flips and no translation in the loader."""
+    result = run_main("--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
+                      "--max_lr", 0.2, "--no-alternating_flip", "--crop_padding", 0, "--bias_lr_scale", 1,
+                      "--no-weight_average", "--tta_views", 1, "--whiten_bias_epochs", 0, "--no_plots",
+                      "--output_dir", tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert ("crop_padding=0, alternating_flip=False, bias_lr_scale=1, weight_average=False, tta_views=1, "
+            "whiten_bias_epochs=0") in result.stdout
+    assert "test-time augmentation" not in result.stdout.split("recipe speedrun")[1]
+    assert "test_acc_tta" not in json.loads((tmp_path / "history.json").read_text())
+    assert load_checkpoint(tmp_path / "last.pt").get("weight_average") is None
+
+
 @pytest.mark.parametrize("args, message", [
     (["--recipe", "speedrun", "--loader", "albumentations"], "alternating flips come from the batched loader"),
+    (["--alternating_flip", "--loader", "albumentations"], "--alternating_flip: alternating flips come from"),
     (["--recipe", "speedrun", "--model", "resnet50"], "--recipe speedrun trains --model speedrun, not resnet50"),
 ])
 def test_main_refuses_what_the_speedrun_recipe_cannot_do(tmp_path, args, message):
