@@ -1,5 +1,16 @@
 """What the ResNet-50 lesson shows: class names instead of WordNet ids, a block-level model summary,
-the validation split named as such, a range-test log that reads without wrapped words."""
+the validation split named as such, a range-test log that reads without wrapped words; and the whole
+lesson run as Colab's "Run all" runs it, downloading its data."""
+import re
+import runpy
+import shlex
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from unittest import mock
+
+import nbformat
 import numpy as np
 import torch
 
@@ -10,6 +21,7 @@ from tests.helpers import sgd, synthetic_loaders, tiny_cnn
 from utils import block_summary, count_parameters
 from visualize import plot_history
 
+ROOT = Path(__file__).resolve().parents[1]
 IMAGENETTE = {"n01440764": "tench", "n02102040": "English springer", "n02979186": "cassette player",
               "n03000684": "chain saw", "n03028079": "church", "n03394916": "French horn",
               "n03417042": "garbage truck", "n03425413": "gas pump", "n03445777": "golf ball",
@@ -70,3 +82,121 @@ def test_range_test_log_wraps_between_words(tmp_path):
     words = " ".join(line.strip() for line in section.splitlines()).split()
     assert f"--max_lr {result.suggestions['min_loss']:.3g}" in " ".join(words)
     assert np.isfinite(result.suggestions["min_loss"])
+
+
+def built_lesson():
+    """The ImageNet lesson as tools/build_imagenet.py writes it (nothing is written)."""
+    written = {}
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        with mock.patch.object(nbformat, "write", lambda notebook, path: written.update(notebook=notebook)):
+            runpy.run_path(str(ROOT / "tools" / "build_imagenet.py"))
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    return written["notebook"]
+
+
+def prose(notebook):
+    """The markdown of ``notebook`` without its fenced code blocks."""
+    text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    return re.sub(r"```.*?```", "", text, flags=re.S)
+
+
+def commands(notebook):
+    """The command lines in the markdown code blocks (continuation lines joined), as argument lists."""
+    text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
+    blocks = "\n".join(re.findall(r"```\n(.*?)```", text, flags=re.S)).replace("\\\n", " ")
+    return [shlex.split(line) for line in blocks.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_the_lessons_main_py_commands_parse_and_leave_the_precision_to_main_py():
+    import main
+
+    lines = [line for line in commands(built_lesson()) if "main.py" in line]
+    assert len(lines) == 4
+    for line in lines:
+        arguments = line[line.index("main.py") + 1:]
+        assert "--amp" not in arguments and "--precision" not in arguments, line
+        parsed = main.build_parser().parse_args(arguments)
+        assert parsed.precision is None and not parsed.amp, "main.py's default (auto): the notebook's precision rule"
+
+
+def test_the_lesson_explains_with_links_and_quotes_no_number_of_an_old_run():
+    notebook = built_lesson()
+    text = prose(notebook)
+    for link in ("arxiv.org/abs/1506.01186", "arxiv.org/abs/1803.09820", "arxiv.org/abs/1708.07120",
+                 "myrtle.ai/learn/how-to-train-your-resnet", "docs.fast.ai/callback.schedule", "arxiv.org/abs/1512.00567",
+                 "pytorch.org/docs/stable/amp.html", "memory_format_tutorial", "torch.optim.SGD",
+                 "github.com/fastai/imagenette"):
+        assert link in text, link
+    for concept in ("label smoothing", "Nesterov", "weight decay", "bf16 autocast", "GradScaler", "channels_last",
+                    "momentum cycled", "min_loss", "valley", "steepest", "warm-up", "annealing"):
+        assert concept in text, concept
+    for stale in ("23.5 million", "62.60", "0.0248", "0.0123", "36 minutes", "a few images per second", "at chance",
+                  "earlier version", "nbval", " CI "):
+        assert stale not in text, stale
+    assert text.count("SMOKE") == 1, "one sentence on the test mode, no more"
+    sources = [cell.source for cell in notebook.cells if cell.cell_type == "code"]
+    assert not any("NBVAL" in source or "nbval" in source for source in sources), "markers are cell tags"
+    assert not any("progress=False" in source for source in sources), "progress follows progress.show_bar's rule"
+    [summary] = [cell for cell in notebook.cells if "block_summary(" in cell.source]
+    assert summary.metadata["tags"] == ["nbval-check-output"]
+    assert 'EPOCHS = 5' in text and 'os.environ["EPOCHS"] = "5"' in text, "how to change a setting in Colab"
+
+
+def settings_cell(notebook):
+    return next(cell.source for cell in notebook.cells if cell.cell_type == "code" and "IMAGENET_DIR" in cell.source)
+
+
+def test_smoke_mode_makes_its_own_images_even_where_imagenet_dir_is_set(tmp_path, monkeypatch):
+    """CI sets IMAGENET_DIR for the real-data tests; the SMOKE run nbval compares must not use it (or download)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setenv("SMOKE", "1")
+    monkeypatch.setenv("IMAGENET_DIR", str(tmp_path / "real"))
+    monkeypatch.delenv("IMAGENETTE_URL", raising=False)
+    namespace = {}
+    exec(settings_cell(built_lesson()), namespace)
+    folder = Path(namespace["IMAGENET_DIR"])
+    assert folder.parent == tmp_path and folder.name.startswith("tmp") and (folder / "val").is_dir()
+    assert not (tmp_path / "data").exists(), "nothing downloaded"
+
+
+# The lesson end to end as Colab's "Run all" meets it, offline: SMOKE mode, no IMAGENET_DIR, and a small
+# archive in Imagenette's layout standing in for fast.ai's download (IMAGENETTE_URL, a file:// URL).
+COPY_IGNORE = (".git", ".venv", "data", "runs", "checkpoints", "out", "gpu_check", ".carry", "__pycache__",
+               ".pytest_cache", ".ipynb_checkpoints")
+
+
+def test_run_all_without_imagenet_dir_downloads_imagenette_and_runs_the_lesson(tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    from tests.test_imagenette import WNIDS, make_imagenette_archive
+
+    repo = tmp_path / "repo"
+    shutil.copytree(ROOT, repo, ignore=shutil.ignore_patterns(*COPY_IGNORE))
+    server = tmp_path / "server"
+    server.mkdir()
+    _, url, sha256 = make_imagenette_archive(server, train_per_class=12, val_per_class=4)
+    monkeypatch.delenv("IMAGENET_DIR", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    monkeypatch.setenv("SMOKE", "1")
+    monkeypatch.setenv("LR_ITERS", "20")  # a setting changed as a learner would, and a shorter test
+    monkeypatch.setenv("IMAGENETTE_URL", url)
+    monkeypatch.setenv("IMAGENETTE_SHA256", sha256)
+    notebook = built_lesson()
+    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
+    texts = ["".join(output.get("text", "") for output in cell.get("outputs", []) if output.get("name") == "stdout")
+             for cell in notebook.cells if cell.cell_type == "code"]
+    assert not [output for cell in notebook.cells for output in cell.get("outputs", [])
+                if output.output_type == "error"]
+    settings = next(text for text in texts if "IMAGE_SIZE=" in text)
+    assert f"downloading {url}" in settings and "SHA-256 checked" in settings and "unpacking" in settings
+    assert "LR_ITERS=20" in settings
+    folder = repo / "data" / "imagenette2-160"
+    assert sorted(path.name for path in (folder / "train").iterdir()) == list(WNIDS)
+    data = next(text for text in texts if "training images" in text)
+    assert "3 classes: tench (n01440764), English springer (n02102040), parachute (n03888257)" in data
+    assert "36 training images, 12 validation images" in data
+    assert any("epoch  2/2" in text for text in texts), "the lesson trained on the downloaded images"
+    assert any("one-cycle max LR" in text for text in texts)
