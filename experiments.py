@@ -1,0 +1,188 @@
+"""Whole training runs as experiments that are kept: each finished run of ``main.py`` (its settings,
+accuracy per epoch, accuracy with test-time augmentation, seconds and machine) goes into a JSON store, so
+a lesson can show dozens of runs without repeating them, and a long experiment can stop and continue.
+
+A run is named by a ``RunSpec`` (recipe, schedule, max LR, seed, epochs and any other ``main.py``
+options, such as a trick switched off). ``ensure`` runs the specs the store does not hold yet, one after
+the other, and returns every record; a run interrupted half-way continues from its last checkpoint
+(``main.py --resume``) the next time. Delete the store (or pass another) to measure everything anew on
+your own machine. From a terminal:
+
+    python experiments.py --data_dir $CIFAR10_DIR --seeds 0 1 2 --scheduler constant --max_lr 0.75
+    python experiments.py --data_dir $CIFAR10_DIR --seeds 0 -- --no-weight_average   # a trick switched off
+    python experiments.py --list                                                      # what the store holds
+"""
+import argparse
+import json
+import os
+import shlex
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+STORE = ROOT / "Data" / "speedrun_runs.json"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One training run of ``main.py --recipe <recipe>``: what makes it differ from another run."""
+    scheduler: str = "onecycle"
+    max_lr: float = None            # None: the recipe's
+    seed: int = 0
+    epochs: int = None              # None: the recipe's
+    options: tuple = field(default=())  # further main.py options, e.g. ("--no-weight_average",)
+    recipe: str = "speedrun"
+
+    @property
+    def key(self):
+        """A readable, unique name: 'speedrun onecycle max_lr=recipe epochs=recipe seed=0'."""
+        parts = [self.recipe, self.scheduler, f"max_lr={'recipe' if self.max_lr is None else f'{self.max_lr:g}'}",
+                 f"epochs={'recipe' if self.epochs is None else self.epochs}", *self.options, f"seed={self.seed}"]
+        return " ".join(parts)
+
+    def argv(self, data_dir, output_dir):
+        """The ``main.py`` arguments of this run."""
+        args = ["--recipe", self.recipe, "--scheduler", self.scheduler, "--seed", str(self.seed), "--no_plots",
+                "--output_dir", str(output_dir)]
+        if data_dir:
+            args += ["--data_dir", str(data_dir)]
+        if self.max_lr is not None:
+            args += ["--max_lr", f"{self.max_lr:g}"]
+        if self.epochs is not None:
+            args += ["--epochs", str(self.epochs)]
+        return args + list(self.options)
+
+
+def load_store(path=STORE):
+    """``{key: record}`` of every run the store holds (empty when there is no store yet)."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    try:
+        runs = json.loads(path.read_text())["runs"]
+    except (ValueError, KeyError) as error:
+        raise ValueError(f"{path} is not a store of runs ({error}); move it away to start a new one") from error
+    return {run["key"]: run for run in runs}
+
+
+def save_record(record, path=STORE):
+    """Add (or replace) one run's record in the store, written whole and then renamed, so an interrupted
+    write never leaves half a file."""
+    path = Path(path)
+    runs = load_store(path)
+    runs[record["key"]] = record
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".json.part")
+    partial.write_text(json.dumps({"runs": sorted(runs.values(), key=lambda run: run["key"])}, indent=1) + "\n")
+    partial.replace(path)
+
+
+def git_commit():
+    """The repository's commit (with '+changes' when the tree differs from it), or None outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + ("+changes" if dirty else "")
+
+
+def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
+    """Train ``spec`` with ``main.py`` (in this process: its log lines appear here), store its record and
+    return it. Checkpoints go to ``work_dir / <key>``; when that folder holds an unfinished run, this one
+    resumes it (the record then says so: its seconds are the resumed part's)."""
+    import torch
+
+    import main
+    from utils import describe_machine
+
+    work_dir = Path(work_dir or ROOT / "runs" / "experiments")
+    output_dir = work_dir / spec.key.replace(" ", "_").replace("=", "-")
+    argv = spec.argv(data_dir, output_dir)
+    resumed = (output_dir / "last.pt").exists() and not (output_dir / "history.json").exists()
+    argv += ["--resume", str(output_dir / "last.pt")] if resumed else ["--overwrite"]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    started = time.perf_counter()
+    try:
+        main.main(argv)
+    except SystemExit as stop:  # main.py ends a failed or interrupted run with one line and an exit code
+        if isinstance(stop.code, str) and "stopped" in stop.code:
+            raise KeyboardInterrupt(f"{spec.key}: stopped; the same call continues it from its last checkpoint") from None
+        if stop.code not in (0, None):
+            reason = stop.code if isinstance(stop.code, str) else f"main.py exit code {stop.code}, its message is above"
+            raise RuntimeError(f"run {spec.key!r} failed: {reason}") from None
+    seconds = time.perf_counter() - started
+    history = json.loads((output_dir / "history.json").read_text())
+    device = "cuda" if torch.cuda.is_available() and "--no_cuda" not in spec.options else "cpu"
+    record = {
+        "key": spec.key, "spec": asdict(spec), "test_acc": history["test_acc"], "train_acc": history["train_acc"],
+        "test_acc_tta": history.get("test_acc_tta"), "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
+        "epoch_seconds": [round(s, 1) for s in history["epoch_time"]], "seconds": round(seconds, 1),
+        "resumed": resumed, "machine": describe_machine(device), "load_average_at_start": load,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
+        "command": shlex.join(["python", "main.py", *argv]).replace(str(ROOT) + os.sep, ""),
+    }
+    save_record(record, store)
+    log(f"{spec.key}: {record['final_acc']:.2f}% in {seconds:.0f} s (stored in {Path(store).name})")
+    return record
+
+
+def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print):
+    """The records of ``specs``, in order: those the store holds as they are (one line each says when and
+    where they ran), the others trained now and stored."""
+    records = []
+    for spec in specs:
+        record = load_store(store).get(spec.key)
+        if record is None:
+            record = run(spec, data_dir, store, work_dir, log)
+        else:
+            log(f"{spec.key}: {record['final_acc']:.2f}% (stored: {record['date']}, "
+                f"{record['seconds'] or sum(record['epoch_seconds']):.0f} s on {record['machine'].split(',')[0]})")
+        records.append(record)
+    return records
+
+
+def summary(records, field_name="final_acc"):
+    """``(mean, standard deviation, n)`` of a field over records (the deviation is 0 for one record)."""
+    values = [record[field_name] for record in records]
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
+
+
+def main_cli(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run per seed (default: 0)")
+    parser.add_argument("--scheduler", default="onecycle", help="main.py --scheduler (default: onecycle)")
+    parser.add_argument("--max_lr", type=float, help="main.py --max_lr (default: the recipe's)")
+    parser.add_argument("--epochs", type=int, help="main.py --epochs (default: the recipe's)")
+    parser.add_argument("--recipe", default="speedrun", help="main.py --recipe (default: speedrun)")
+    parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")
+    parser.add_argument("--list", action="store_true", help="print what the store holds and stop")
+    parser.add_argument("options", nargs="*", help="after --: further main.py options")
+    args = parser.parse_args(argv)
+    if args.list:
+        for key, record in load_store(args.store).items():
+            print(f"{record['final_acc']:6.2f}%  {record['seconds'] or 0:7.0f} s  {key}  ({record['machine'].split(',')[0]})")
+        return
+    data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
+    specs = [RunSpec(args.scheduler, args.max_lr, seed, args.epochs, tuple(args.options), args.recipe)
+             for seed in args.seeds]
+    try:
+        records = ensure(specs, data_dir, args.store)
+    except KeyboardInterrupt as stop:
+        sys.exit(f"experiments.py: {stop}")
+    except RuntimeError as error:
+        sys.exit(f"experiments.py: {error}")
+    mean, spread, n = summary(records)
+    print(f"mean {mean:.2f}% (standard deviation {spread:.2f}, {n} runs)")
+
+
+if __name__ == "__main__":
+    main_cli()

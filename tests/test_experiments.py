@@ -1,0 +1,61 @@
+"""experiments.py: runs of main.py kept in a JSON store; a stored run is not repeated, an interrupted one
+continues from its checkpoint, and a broken store or a failed run says so."""
+import json
+
+import pytest
+import torch
+
+import experiments
+from experiments import RunSpec
+from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
+from training_utils import load_checkpoint
+
+TINY = ("--batch_size", "32", "--no-weight_average")
+
+
+def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar, tmp_path):  # noqa: F811
+    store, work = tmp_path / "runs.json", tmp_path / "work"
+    specs = [RunSpec(max_lr=0.2, seed=seed, epochs=2, options=TINY) for seed in (0, 1)]
+    lines = []
+    first = experiments.ensure(specs, tiny_cifar, store, work, log=lines.append)
+    assert [record["key"] for record in first] == [spec.key for spec in specs]
+    assert specs[0].key == "speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average seed=0"
+    record = first[0]
+    assert len(record["test_acc"]) == 2 and record["final_acc"] == record["test_acc_tta"]  # the recipe's 6 views
+    assert record["seconds"] > 0 and not record["resumed"] and record["machine"]
+    assert record["command"].startswith("python main.py --recipe speedrun --scheduler onecycle --seed 0")
+    assert first[0]["test_acc"] != first[1]["test_acc"] or first[0]["train_acc"] != first[1]["train_acc"]  # seeds
+    stored = json.loads(store.read_text())["runs"]
+    assert sorted(run["key"] for run in stored) == sorted(spec.key for spec in specs)
+    checkpoint = work / specs[0].key.replace(" ", "_").replace("=", "-") / "last.pt"
+    written = checkpoint.stat().st_mtime_ns
+    again = experiments.ensure(specs, tiny_cifar, store, work, log=lines.append)
+    assert again == json.loads(json.dumps(first)) and checkpoint.stat().st_mtime_ns == written  # read back, not trained again
+    assert lines[-1].startswith(specs[1].key + ": ") and "(stored: " in lines[-1]
+    mean, spread, n = experiments.summary(again)
+    assert n == 2 and mean == pytest.approx(sum(r["final_acc"] for r in first) / 2)
+
+
+def test_an_interrupted_run_continues_from_its_checkpoint_and_ends_as_a_straight_one(tiny_cifar, tmp_path):  # noqa: F811
+    spec = RunSpec(max_lr=0.2, seed=3, epochs=3, options=TINY + ("--save_every", "1"))
+    straight = experiments.run(spec, tiny_cifar, tmp_path / "a.json", tmp_path / "straight", log=print)
+    folder = tmp_path / "straight" / spec.key.replace(" ", "_").replace("=", "-")
+    interrupted = tmp_path / "cut" / folder.name
+    interrupted.mkdir(parents=True)
+    (interrupted / "last.pt").write_bytes((folder / "epoch_1.pt").read_bytes())  # as if stopped after epoch 1
+    resumed = experiments.run(spec, tiny_cifar, tmp_path / "b.json", tmp_path / "cut", log=print)
+    assert resumed["resumed"] and "--resume" in resumed["command"]
+    assert resumed["test_acc"] == straight["test_acc"] and resumed["final_acc"] == straight["final_acc"]
+    a, b = (load_checkpoint(path / "last.pt")["model"] for path in (folder, interrupted))
+    assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_a_failed_run_and_a_broken_store_say_what_happened(tiny_cifar, tmp_path, capsys):  # noqa: F811
+    with pytest.raises(RuntimeError, match="run 'speedrun onecycle .* failed: main.py exit code 2, its message is"):
+        experiments.run(RunSpec(epochs=1, options=("--tta_views", "3")), tiny_cifar, tmp_path / "s.json", tmp_path)
+    assert "--tta_views: invalid choice: 3" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(ValueError, match="broken.json is not a store of runs .* move it away"):
+        experiments.load_store(broken)
