@@ -226,6 +226,17 @@ class ChannelsLastLRFinder(library.LRFinder):
         return channels_last_images(inputs), labels
 
 
+def _at_group_scale(get_lr):
+    """torch-lr-finder's ``get_lr`` of its LR schedules (``ExponentialLR``, ``LinearLR``), with each param
+    group at its ``lr_scale`` times the range test's LR (``recipes.parameter_groups``: the speedrun's
+    batch-norm biases at 64x). The library sets one LR for every group; the training that follows keeps
+    the scales, so the test must too. Groups without ``lr_scale`` are unchanged; the curve records the first
+    group's LR."""
+    def scaled(self):
+        return [lr * group.get("lr_scale", 1.0) for lr, group in zip(get_lr(self), self.optimizer.param_groups)]
+    return scaled
+
+
 @dataclass
 class LRFinderResult:
     """The range test's curve (LR and smoothed loss per iteration, after the skips) and suggestions.
@@ -366,10 +377,12 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     if val_loader is not None and not isinstance(val_loader, ValDataLoaderIter):
         val_loader = ValDataLoaderIter(val_loader)
     start = time.perf_counter()
-    bar = library.tqdm
+    bar, schedules = library.tqdm, {schedule: schedule.get_lr for schedule in (library.ExponentialLR, library.LinearLR)}
     python_state, numpy_state = random.getstate(), np.random.get_state()
     try:
         library.tqdm = _range_test_bar(finder, progress)
+        for schedule, get_lr in schedules.items():
+            schedule.get_lr = _at_group_scale(get_lr)
         with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)), \
                 skipped_steps_allowed(scaler):
             finder.range_test(train_loader, val_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
@@ -377,6 +390,8 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
                               accumulation_steps=accumulation_steps)
     finally:
         library.tqdm = bar
+        for schedule, get_lr in schedules.items():
+            schedule.get_lr = get_lr
         finder.reset()
         random.setstate(python_state)
         np.random.set_state(numpy_state)

@@ -447,3 +447,29 @@ def test_find_lr_converts_to_channels_last_after_the_move_to_the_device(monkeypa
     find_lr(model, optimizer, criterion, train_loader, num_iter=3, skip_start=0, skip_end=0, precision="fp32",
             channels_last=True, progress=False)
     assert events == [("move", False, True), ("model", True)] * 3
+
+
+def test_the_range_test_keeps_each_param_groups_lr_scale_and_leaves_the_optimizer_as_it_was():
+    """The speedrun trains its batch-norm biases at 64x the LR: the range test must move them at 64x too
+    (torch-lr-finder alone sets one LR for every group), record the first group's LR, and restore the groups."""
+    import recipes
+    from custom_resnet import SpeedrunNet
+
+    torch.manual_seed(0)
+    model = SpeedrunNet(widths=(8, 16, 16))
+    optimizer = recipes.build_optimizer(recipes.SPEEDRUN, model, lr=0.01)
+    seen = []
+
+    def criterion(outputs, labels):  # called once per range-test step, after the LRs are set
+        seen.append([group["lr"] for group in optimizer.param_groups])
+        return torch.nn.functional.cross_entropy(outputs, labels)
+
+    images, labels = torch.randn(64, 3, 32, 32), torch.randint(0, 10, (64,))
+    loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(images, labels), batch_size=16)
+    result = find_lr(model, optimizer, criterion, loader, device="cpu", start_lr=1e-4, end_lr=1.0, num_iter=12,
+                     precision="fp32", diverge_th=1e9, progress=False)
+    assert len(seen) == 12
+    assert all(bias == pytest.approx(64 * main) for main, bias in seen)
+    assert [main for main, _ in seen] == pytest.approx(result.all_lrs)  # the curve: the first group's LR
+    assert seen[-1][0] > 100 * seen[0][0]
+    assert [group["lr"] for group in optimizer.param_groups] == pytest.approx([0.01, 0.64])
