@@ -626,7 +626,8 @@ def run(args, command):
         + f", scheduler={args.scheduler}")
     if args.find_lr:
         num_iter = len(train_loader) if args.lr_iter == "epoch" else args.lr_iter
-        optimizer = build_optimizer(recipe, model.parameters(), lr=args.lr_start)
+        # the same param groups as training (the speedrun's batch-norm biases at 64x the LR under test)
+        optimizer = build_optimizer(recipe, model if recipe.bias_lr_scale != 1 else model.parameters(), lr=args.lr_start)
         result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=args.lr_start,
                          end_lr=args.lr_end, num_iter=num_iter, step_mode=args.lr_step_mode,
                          smooth_f=args.lr_smooth_f, diverge_th=args.lr_diverge_th, precision=precision,
