@@ -28,6 +28,7 @@ import os
 import shlex
 import signal
 import sys
+import time
 from pathlib import Path
 
 from recipes import SCHEDULES
@@ -664,9 +665,10 @@ def run(args, command):
                   save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
                   test_name="val" if not cifar else "test", weight_average=weight_average)
     if recipe.tta_views > 1:
+        started = time.perf_counter()
         tested = test(TestTimeAugmentation(unwrap(model), recipe.tta_views), device, val_loader, criterion,
                       precision=precision)
-        history["test_acc_tta"] = tested.acc
+        history["test_acc_tta"], history["tta_seconds"] = tested.acc, time.perf_counter() - started
         log(f"{'test' if cifar else 'val'} accuracy with {recipe.tta_views}-view test-time augmentation: "
             f"{tested.acc:.2f}%")
     if world > 1:
