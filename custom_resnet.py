@@ -60,6 +60,27 @@ class CustomResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(x), 1)) * self.logit_scale
 
 
+def patch_covariance(images, patch=2):
+    """The second-moment matrix of every ``patch`` x ``patch`` patch of ``images`` (N x C x H x W), one
+    row and column per pixel and channel of a patch (C * patch * patch): the covariance of the patches of
+    normalised images. Neighbouring pixels and the three channels of natural images are strongly
+    correlated, so it is far from the identity; ``PatchWhitening`` makes its outputs' close to it."""
+    channels = images.shape[1]
+    patches = images.float().unfold(2, patch, 1).unfold(3, patch, 1)  # N x C x H' x W' x p x p
+    patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels * patch * patch)
+    return patches.T @ patches / len(patches)
+
+
+@torch.no_grad()
+def whitened_covariance(layer, images):
+    """The covariance of ``layer``'s (a ``PatchWhitening``) first half of outputs before its activation
+    and bias: each filter's response to every patch of ``images``. Close to the identity after
+    ``layer.initialize`` on the same kind of images."""
+    half = layer.conv.out_channels // 2
+    outputs = nn.functional.conv2d(images.float(), layer.conv.weight[:half].float())
+    return patch_covariance(outputs, patch=1)
+
+
 class PatchWhitening(nn.Module):
     """A frozen convolution that whitens ``patch`` x ``patch`` patches of the training images, then GELU.
 
@@ -82,9 +103,7 @@ class PatchWhitening(nn.Module):
     def initialize(self, images):
         """Fit the filters to ``images`` (N x C x H x W floats, normalised as the net will see them)."""
         channels, patch = self.conv.in_channels, self.conv.kernel_size[0]
-        patches = images.float().unfold(2, patch, 1).unfold(3, patch, 1)  # N x C x H' x W' x p x p
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, channels * patch * patch)
-        eigenvalues, eigenvectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+        eigenvalues, eigenvectors = torch.linalg.eigh(patch_covariance(images, patch))
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + self.eps)[:, None]).flip(0)
         filters = filters.reshape(-1, channels, patch, patch)
         self.conv.weight.copy_(torch.cat((filters, -filters)))

@@ -349,6 +349,47 @@ def plot_lr_schedule(lrs, momentums=None, steps_per_epoch=None, save_path=None):
     return _finish(figure, save_path)
 
 
+def plot_schedule_comparison(schedules, accuracies, save_path=None, split="test"):
+    """Two panels for an experiment on LR schedules: each schedule's LR per step (``schedules``: name ->
+    list of LRs) and its test accuracy per epoch (``accuracies``: name -> one list per run, e.g. per seed),
+    the mean as a line and every run as faint dots, in the same colour for the same name. The accuracy axis
+    shows the last epochs' range (``accuracy_limits``) so the ends can be compared, and the legend sits
+    below the panels."""
+    from matplotlib.ticker import MaxNLocator
+
+    figure = NotebookFigure(figsize=(12, 4.2))
+    lr_ax, acc_ax = figure.subplots(1, 2)
+    colours = dict(zip(list(schedules) + [name for name in accuracies if name not in schedules], CURVE_COLOURS * 4))
+    for name, lrs in schedules.items():
+        lr_ax.plot(range(1, len(lrs) + 1), lrs, color=colours[name], label=name)
+    ends = []
+    for name, runs in accuracies.items():
+        runs = [run for run in runs if run]
+        if not runs:
+            continue
+        length = min(len(run) for run in runs)
+        epochs = np.arange(1, length + 1)
+        mean = np.mean([run[:length] for run in runs], axis=0)
+        acc_ax.plot(epochs, mean, "o-", color=colours[name], label=f"{name} ({len(runs)} run{'s' * (len(runs) > 1)})")
+        for run in runs:
+            acc_ax.plot(epochs, run[:length], ".", color=colours[name], alpha=0.35)
+        ends += [run[length - 1] for run in runs] + [run[length // 2] for run in runs]
+    lr_ax.set_xlabel("step")
+    lr_ax.set_ylabel("learning rate")
+    lr_ax.set_title("the LR schedules")
+    lr_ax.grid(alpha=0.3)
+    acc_ax.set_xlabel("epoch")
+    acc_ax.set_ylabel(f"{split} accuracy (%)")
+    acc_ax.set_title(f"{split} accuracy per epoch (line: mean of the runs)")
+    acc_ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    acc_ax.grid(alpha=0.3)
+    if ends:
+        acc_ax.set_ylim(*accuracy_limits(ends))
+    legend_outside(lr_ax, below=True)
+    legend_outside(acc_ax, below=True)
+    return _finish(figure, save_path)
+
+
 def plot_misclassified(images, truth, predicted, class_names, count=20, columns=5, save_path=None):
     """Wrongly predicted images titled "true: cat / predicted: dog". ``images`` are uint8 HWC arrays."""
     count = min(count, len(images))

@@ -8,7 +8,7 @@ from torch import nn
 
 import recipes
 from batched_data import BatchedCifarLoader, TestTimeAugmentation
-from custom_resnet import PatchWhitening, SpeedrunNet
+from custom_resnet import PatchWhitening, SpeedrunNet, patch_covariance, whitened_covariance
 from dataset import SyntheticImages
 from tests.helpers import MEAN, STD, resumed_run_equals_straight_run
 from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
@@ -33,6 +33,8 @@ def test_whitening_makes_the_patch_covariance_of_its_inputs_the_identity():
     assert torch.allclose(covariance, torch.eye(12), atol=2e-3)
     before = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, 12)
     assert (before.T @ before / len(before) - torch.eye(12)).abs().max() > 0.5  # it had much to do
+    assert torch.allclose(patch_covariance(images), before.T @ before / len(before))  # the lesson's helpers
+    assert torch.allclose(whitened_covariance(layer, images), covariance, atol=1e-5)
     assert torch.equal(layer.conv.weight[12:], -layer.conv.weight[:12]) and not layer.conv.weight.requires_grad
 
 
