@@ -156,6 +156,13 @@ def summary(records, field_name="final_acc"):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
+def seconds(records, field_name="seconds"):
+    """The mean of ``field_name`` (a run's wall-clock seconds, or its ``tta_seconds``) over the records
+    that have it (runs stored before a field existed lack it); NaN when none has it."""
+    values = [record[field_name] for record in records if record.get(field_name) is not None]
+    return statistics.mean(values) if values else float("nan")
+
+
 def main_cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
