@@ -77,6 +77,7 @@ TRICK_SEEDS = int(os.environ.get("TRICK_SEEDS", 1))
 STORE = os.path.join(tempfile.mkdtemp(), "runs.json") if SMOKE else os.environ.get("STORE", "Data/speedrun_runs.json")
 FIGURES = tempfile.mkdtemp() if SMOKE else "Data"
 CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/speedrun"
+RUNS_DIR = tempfile.mkdtemp() if SMOKE else "runs/experiments"  # the checkpoints of experiments.py's runs
 SEED = 0
 # what every stored run shares with this notebook's settings (main.py options beyond the recipe's)
 RUN = {"epochs": None if EPOCHS == recipe.epochs else EPOCHS,
@@ -189,7 +190,7 @@ test's pick. `experiments.ensure` trains the runs the store lacks (through `main
 and reads back the others."""),
 code("""sweep_lrs = sorted({recipe.max_lr / 2, recipe.max_lr, recipe.max_lr * 2, float(f"{RANGE_TEST_LR:.2g}")})
 sweep = {lr: experiments.ensure([RunSpec(max_lr=None if lr == recipe.max_lr else lr, seed=SEED, **RUN)],
-                                CIFAR10_DIR, STORE)[0] for lr in sweep_lrs}
+                                CIFAR10_DIR, STORE, RUNS_DIR)[0] for lr in sweep_lrs}
 best_lr = max(sweep, key=lambda lr: sweep[lr]["final_acc"])
 for lr, record in sweep.items():
     marks = ", ".join(mark for mark, hit in (("the recipe's", lr == recipe.max_lr),
@@ -233,7 +234,7 @@ visualize.plot_history(history, save_path=f"{FIGURES}/speedrun_curves.png")"""),
 md("""## Five seeds
 One run's accuracy moves by about 0.15 points from seed to seed, so a claim rests on several. The same
 recipe through `main.py` (each seed draws its own initial weights, shuffling and augmentations):"""),
-code("""full = experiments.ensure([RunSpec(seed=seed, **RUN) for seed in range(SEEDS)], CIFAR10_DIR, STORE)
+code("""full = experiments.ensure([RunSpec(seed=seed, **RUN) for seed in range(SEEDS)], CIFAR10_DIR, STORE, RUNS_DIR)
 mean, spread, n = experiments.summary(full)
 plain = experiments.summary([{"final_acc": record["test_acc"][-1]} for record in full])
 print(f"{n} seeds: {mean:.2f}% mean with test-time augmentation (standard deviation {spread:.2f}; "
@@ -259,7 +260,7 @@ print(f"{'test-time augmentation':42s} {plain[0]:8.2f}% {mean - plain[0]:+7.2f} 
       f"{full_seconds - experiments.seconds(full, 'tta_seconds'):8.0f}  {n}")
 for trick, options in TRICKS.items():
     runs = experiments.ensure([RunSpec(seed=seed, epochs=RUN["epochs"], options=RUN["options"] + options)
-                               for seed in range(TRICK_SEEDS)], CIFAR10_DIR, STORE, log=lambda line: None)
+                               for seed in range(TRICK_SEEDS)], CIFAR10_DIR, STORE, RUNS_DIR, log=lambda line: None)
     accuracy = experiments.summary(runs)[0]
     print(f"{trick:42s} {accuracy:8.2f}% {mean - accuracy:+7.2f} {experiments.seconds(runs):8.0f}  {len(runs)}")
 print("seconds: the mean wall-clock time of a whole run (training, evaluation and test-time augmentation) "
@@ -278,7 +279,7 @@ Each gets `EXPERIMENT_SEEDS` runs; the one-cycle row is the five seeds above."""
 code("""def runs(scheduler, max_lr=None, seeds=range(EXPERIMENT_SEEDS), options=()):
     return experiments.ensure([RunSpec(scheduler=scheduler, max_lr=max_lr, seed=seed, epochs=RUN["epochs"],
                                        options=RUN["options"] + options) for seed in seeds],
-                              CIFAR10_DIR, STORE, log=lambda line: None)
+                              CIFAR10_DIR, STORE, RUNS_DIR, log=lambda line: None)
 
 
 constant_sweep = {lr: runs("constant", lr, seeds=[SEED])[0] for lr in (MAX_LR / 4, MAX_LR / 2)}
