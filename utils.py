@@ -42,7 +42,8 @@ def _fmt(values):
 @torch.inference_mode()
 def get_predictions(model, device, loader, precision="auto"):
     """One pass over ``loader``: ``(true_labels, predicted_labels)`` as numpy arrays, in loader order.
-    Feeds both the confusion matrix and ``misclassified`` (for an unshuffled loader)."""
+    Feeds both the confusion matrix and ``misclassified`` (for an unshuffled loader); ties between classes
+    are broken as ``training_utils.test`` breaks them, so the accuracies agree to the image."""
 
     precision = Precision.resolve(device, precision)
     with evaluating(model):
@@ -50,7 +51,8 @@ def get_predictions(model, device, loader, precision="auto"):
         for batch in loader:
             x, y = precision.batch(*batch)
             with precision.autocast():
-                predicted.append(model(x).argmax(1).cpu())
+                # topk, as training_utils.test counts: argmax may break a tie (common in bf16) the other way
+                predicted.append(model(x).topk(1, dim=1).indices[:, 0].cpu())
             truth.append(y.cpu())
         return torch.cat(truth).numpy(), torch.cat(predicted).numpy()
 

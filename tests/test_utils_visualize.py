@@ -117,3 +117,25 @@ def test_an_lr_plot_without_suggestions_says_why(tmp_path):
     figure = visualize.plot_lr_finder(result, save_path=tmp_path / "lr.png")
     assert "no suggestion" in figure.axes[0].get_title()
     assert png_ok(tmp_path / "lr.png")
+
+
+def test_predictions_break_ties_as_the_evaluation_does_so_their_accuracies_agree():
+    """bf16 logits tie often; the confusion matrix (get_predictions) and the epoch log (test) must count
+    the same images as right."""
+    from training_utils import test
+
+    class Tied(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+        def forward(self, x):  # every class but the last scores the same: a tie between nine classes
+            scores = torch.ones(len(x), 10)
+            scores[:, -1] = 0
+            return scores + 0 * self.anchor
+
+    labels = torch.zeros(40, dtype=torch.long)  # argmax picks class 0 in a tie, topk (here) another
+    loader = [(torch.randn(20, 3, 8, 8), labels[:20]), (torch.randn(20, 3, 8, 8), labels[20:])]
+    truth, predicted = get_predictions(Tied(), "cpu", loader, precision="fp32")
+    tested = test(Tied(), "cpu", loader, torch.nn.CrossEntropyLoss(), precision="fp32", progress=False)
+    assert 100 * (truth == predicted).mean() == pytest.approx(tested.acc)
