@@ -96,6 +96,17 @@ def built_lesson():
     return written["notebook"]
 
 
+def lesson():
+    """The committed ImageNet lesson."""
+    return nbformat.read(ROOT / "ImageNet_LR_Finder.ipynb", as_version=4)
+
+
+def test_the_committed_lesson_is_the_builders():
+    built, committed = built_lesson(), lesson()
+    assert [(cell.cell_type, cell.source) for cell in committed.cells] == [(cell.cell_type, cell.source)
+                                                                           for cell in built.cells]
+
+
 def prose(notebook):
     """The markdown of ``notebook`` without its fenced code blocks."""
     text = "\n".join(cell.source for cell in notebook.cells if cell.cell_type == "markdown")
@@ -112,7 +123,7 @@ def commands(notebook):
 def test_the_lessons_main_py_commands_parse_and_leave_the_precision_to_main_py():
     import main
 
-    lines = [line for line in commands(built_lesson()) if "main.py" in line]
+    lines = [line for line in commands(lesson()) if "main.py" in line]
     assert len(lines) == 4
     for line in lines:
         arguments = line[line.index("main.py") + 1:]
@@ -122,7 +133,7 @@ def test_the_lessons_main_py_commands_parse_and_leave_the_precision_to_main_py()
 
 
 def test_the_lesson_explains_with_links_and_quotes_no_number_of_an_old_run():
-    notebook = built_lesson()
+    notebook = lesson()
     text = prose(notebook)
     for link in ("arxiv.org/abs/1506.01186", "arxiv.org/abs/1803.09820", "arxiv.org/abs/1708.07120",
                  "myrtle.ai/learn/how-to-train-your-resnet", "docs.fast.ai/callback.schedule", "arxiv.org/abs/1512.00567",
@@ -156,7 +167,7 @@ def test_smoke_mode_makes_its_own_images_even_where_imagenet_dir_is_set(tmp_path
     monkeypatch.setenv("IMAGENET_DIR", str(tmp_path / "real"))
     monkeypatch.delenv("IMAGENETTE_URL", raising=False)
     namespace = {}
-    exec(settings_cell(built_lesson()), namespace)
+    exec(settings_cell(lesson()), namespace)
     folder = Path(namespace["IMAGENET_DIR"])
     assert folder.parent == tmp_path and folder.name.startswith("tmp") and (folder / "val").is_dir()
     assert not (tmp_path / "data").exists(), "nothing downloaded"
@@ -184,7 +195,7 @@ def test_run_all_without_imagenet_dir_downloads_imagenette_and_runs_the_lesson(t
     monkeypatch.setenv("LR_ITERS", "20")  # a setting changed as a learner would, and a shorter test
     monkeypatch.setenv("IMAGENETTE_URL", url)
     monkeypatch.setenv("IMAGENETTE_SHA256", sha256)
-    notebook = built_lesson()
+    notebook = nbformat.read(repo / "ImageNet_LR_Finder.ipynb", as_version=4)  # the committed lesson
     NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(repo)}}).execute()
     texts = ["".join(output.get("text", "") for output in cell.get("outputs", []) if output.get("name") == "stdout")
              for cell in notebook.cells if cell.cell_type == "code"]
