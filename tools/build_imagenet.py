@@ -1,10 +1,8 @@
 """Writes ImageNet_LR_Finder.ipynb's cells (sources only; outputs come from executing it)."""
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-from notebook_common import badge, setup_cell_source
+from nbformat.v4 import new_notebook
+from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
 
-md, code = new_markdown_cell, new_code_cell
-CHECK_OUTPUT = {"tags": ["nbval-check-output"]}  # nbval compares this cell's output (a tag: the source stays the lesson's)
 IMAGENET_CPU_NOTE = ("No GPU in this runtime: on a CPU, ResNet-50 trains at tens of images per second at best, so "
                      "Run all takes hours here. For minutes: Runtime > Change runtime type > T4 GPU, then "
                      "Runtime > Run all (or set EPOCHS and MAX_SAMPLES lower in the Settings cell).")

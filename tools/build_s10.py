@@ -1,10 +1,8 @@
 """Writes S10.ipynb's cells (sources only; outputs come from executing it)."""
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-from notebook_common import badge, setup_cell_source
+from nbformat.v4 import new_notebook
+from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
 
-md, code = new_markdown_cell, new_code_cell
-CHECK_OUTPUT = {"tags": ["nbval-check-output"]}  # nbval compares this cell's output (a tag: the source stays the lesson's)
 S10_CPU_NOTE = ("No GPU in this runtime: the 24 epochs take hours on a CPU. For a GPU: Runtime > Change runtime "
                 "type > T4 GPU, then Runtime > Run all. For a shorter run, set EPOCHS in the Settings cell.")
 SMITH_2015 = "[Smith 2015, *Cyclical Learning Rates for Training Neural Networks*](https://arxiv.org/abs/1506.01186)"

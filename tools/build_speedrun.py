@@ -6,11 +6,9 @@
 import sys
 
 import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
-from notebook_common import badge, setup_cell_source
+from nbformat.v4 import new_notebook
+from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
 
-md, code = new_markdown_cell, new_code_cell
-CHECK_OUTPUT = {"tags": ["nbval-check-output"]}  # nbval compares this cell's output (a tag: the source stays the lesson's)
 SPEEDRUN_CPU_NOTE = ("No GPU in this runtime: one 10-epoch run takes about a quarter of an hour on a 2-core CPU, and "
                      "the experiments below are dozens of runs (the repository's own runs are stored and read back; "
                      "only missing ones train). For seconds per run: Runtime > Change runtime type > T4 GPU.")
@@ -156,7 +154,7 @@ model = prepare_model(SpeedrunNet(num_classes=NUM_CLASSES), device)
 whitening_images = train_loader.normalize(train_loader.images[:5000])
 model.whiten.initialize(whitening_images)
 print(f"trainable parameters: {count_parameters(model):,}")
-model_summary(model, input_size=(3, 32, 32))"""),
+model_summary(model, input_size=(3, 32, 32))""", metadata=CHECK_OUTPUT),
 code("""before, after = patch_covariance(whitening_images), whitened_covariance(model.whiten, whitening_images)
 off_diagonal = ~torch.eye(len(before), dtype=torch.bool, device=before.device)
 for name, matrix in (("the images' 2x2 patches", before), ("the whitening layer's outputs", after)):

@@ -1,11 +1,15 @@
-"""Cells both notebook builders share: the "Open in Colab" badge and the Colab setup cell.
+"""What the notebook builders share: cell makers, the nbval tag, the "Open in Colab" badge and the Colab setup cell.
 
 ``REPO_URL`` is the one place that names this repository's address; after moving or forking the
 repository, run ``python tools/set_repo_url.py https://github.com/<account>/<name>`` to rewrite it here
 and in the committed notebooks (badge and setup cell) without re-executing them.
 """
+from nbformat.v4 import new_code_cell, new_markdown_cell
+
 REPO_URL = "https://github.com/your-account/one-cycle"
 BRANCH = "main"
+md, code = new_markdown_cell, new_code_cell
+CHECK_OUTPUT = {"tags": ["nbval-check-output"]}  # nbval compares this cell's output (a tag: the source stays the lesson's)
 
 
 def badge(notebook_name, repo_url=REPO_URL, branch=BRANCH):
