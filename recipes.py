@@ -246,3 +246,20 @@ def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, ste
     total = epochs * steps_per_epoch
     factor = WarmupCosine(total, max(1, round(recipe.pct_start * total)), recipe.div_factor)
     return schedulers.LambdaLR(optimizer, factor), True
+
+
+def schedule_lrs(kind, recipe, max_lr, epochs, steps_per_epoch, **options):
+    """Every training step's LR (the first param group's) of ``build_schedule(kind, ...)``, stepped as
+    ``fit`` steps it (per batch or per epoch): the schedule's shape, to plot it before or beside a run."""
+    import torch
+
+    probe = torch.nn.Linear(1, 1)
+    optimizer = build_optimizer(recipe, probe.parameters(), lr=max_lr)
+    scheduler, per_batch = build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, **options)
+    lrs = []
+    for step in range(epochs * steps_per_epoch):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        if per_batch or (step + 1) % steps_per_epoch == 0:
+            scheduler.step()
+    return lrs

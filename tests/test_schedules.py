@@ -41,6 +41,7 @@ def test_warmup_cosine_rises_linearly_over_pct_start_then_follows_half_a_cosine_
     assert lrs[:, 0].tolist() == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert lrs[:, 1].tolist() == pytest.approx([64 * lr for lr in expected], rel=1e-6, abs=1e-9)
     assert lrs[warmup, 0] == pytest.approx(1.5) and lrs[-1, 0] < 1.5 * 1e-3
+    assert recipes.schedule_lrs("warmup_cosine", recipes.SPEEDRUN, 1.5, 10, 10) == pytest.approx(expected, abs=1e-9)
 
 
 def test_constant_keeps_max_lr_and_step_divides_it_by_gamma_every_step_size_epochs():
@@ -50,6 +51,8 @@ def test_constant_keeps_max_lr_and_step_divides_it_by_gamma_every_step_size_epoc
     assert not per_batch
     per_epoch = step[::5, 0].tolist()
     assert per_epoch == pytest.approx([1.5, 1.5, 0.15, 0.15, 0.015, 0.015])
+    assert recipes.schedule_lrs("step", recipes.SPEEDRUN, 1.5, 6, 5, step_size=2, gamma=0.1) == pytest.approx(
+        step[:, 0].tolist())
     assert torch.allclose(step[:, 1], 64 * step[:, 0])
 
 

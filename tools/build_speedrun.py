@@ -93,7 +93,7 @@ from batched_data import BatchedCifarLoader, TestTimeAugmentation
 from custom_resnet import SpeedrunNet, patch_covariance, whitened_covariance
 from experiments import RunSpec
 from lr_finder import find_lr
-from recipes import build_criterion, build_optimizer, build_schedule
+from recipes import build_criterion, build_optimizer, build_schedule, schedule_lrs
 from training_utils import LookaheadAverage, fit, prepare_model, resolve_precision, test
 from utils import count_parameters, describe_machine, get_device, model_summary, seed_everything
 
@@ -301,16 +301,7 @@ for name, records in results.items():
     mean_, spread_, _ = experiments.summary(records)
     print(f"{name:34s} {mean_:6.2f}% {spread_:5.2f}  " + ", ".join(f"{r['final_acc']:.2f}" for r in records))"""),
 code("""def lrs_of(scheduler, max_lr, **options):
-    \"\"\"Every step's LR of a schedule, from the same builder the runs use.\"\"\"
-    probe_optimizer = build_optimizer(recipe, SpeedrunNet(widths=(8, 8, 8)), lr=max_lr)
-    schedule, per_batch = build_schedule(scheduler, recipe, probe_optimizer, max_lr, EPOCHS, len(train_loader), **options)
-    lrs = []
-    for step in range(EPOCHS * len(train_loader)):
-        lrs.append(probe_optimizer.param_groups[0]["lr"])
-        probe_optimizer.step()
-        if per_batch or (step + 1) % len(train_loader) == 0:
-            schedule.step()
-    return lrs
+    return schedule_lrs(scheduler, recipe, max_lr, EPOCHS, len(train_loader), **options)
 
 
 shapes = {"one cycle": lrs_of("onecycle", MAX_LR), f"constant {MAX_LR:g} (the peak)": lrs_of("constant", MAX_LR),
