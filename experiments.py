@@ -124,8 +124,9 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
     record = {
         "key": spec.key, "spec": asdict(spec), "test_acc": history["test_acc"], "train_acc": history["train_acc"],
         "test_acc_tta": history.get("test_acc_tta"), "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
-        "epoch_seconds": [round(s, 1) for s in history["epoch_time"]], "tta_seconds": history.get("tta_seconds"),
-        "seconds": round(seconds, 1),
+        "epoch_seconds": [round(s, 2) for s in history["epoch_time"]],
+        "tta_seconds": None if history.get("tta_seconds") is None else round(history["tta_seconds"], 2),
+        "seconds": round(seconds, 2),
         "resumed": resumed, "machine": describe_machine(device), "load_average_at_start": load,
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
         "command": shlex.join(["python", "main.py", *argv]).replace(str(ROOT) + os.sep, ""),
