@@ -208,7 +208,9 @@ def test_s10_reference_notebook_calls(cifar_folder):
         test_acc.append(100. * correct / len(test_loader.dataset))
         test_losses.append(test_loss)
     assert processed == len(train_set) and isinstance(correct, int)
-    assert train_losses[-1] < train_losses[0] and test_acc[-1] > 30  # chance: 10%
+    # chance is 10%. Seeding torch, NumPy and random does not fix this run (its augmentations vary from run to
+    # run); eight runs of these 3 short epochs ended at 28-38%, so 20% is the bar for "it learns"
+    assert train_losses[-1] < train_losses[0] and test_acc[-1] > 20
     assert learning_rates[0] > learning_rates[1] > 0  # the LR of the next step, read after each epoch
     assert display_loss_and_accuracies(train_losses, train_acc, test_losses, test_acc).axes
     inv_normalize = transforms.Normalize(mean=[-0.4942 / 0.2466, -0.4851 / 0.2428, -0.4504 / 0.2615],
