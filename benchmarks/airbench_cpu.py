@@ -41,6 +41,7 @@ from unittest import mock
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+WHERE = "download legacy/airbench94.py from https://github.com/KellerJordan/cifar10-airbench"
 
 
 class WallClockEvent:
@@ -98,8 +99,7 @@ def load_airbench(path, epochs=None):
 
     path = Path(path).resolve()
     if not path.is_file():
-        raise SystemExit(f"--airbench {path}: no such file; download legacy/airbench94.py from "
-                         "https://github.com/KellerJordan/cifar10-airbench")
+        raise SystemExit(f"--airbench {path}: no such file; {WHERE}")
     spec = importlib.util.spec_from_file_location("airbench94", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -157,7 +157,7 @@ def airbench_side(args, seed, out_dir, log):
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
     seconds = timed(command, log)
-    return {"side": "airbench94 (CPU port)", "seed": seed, "seconds": seconds, **json.loads(result_file.read_text())}
+    return {"name": "airbench", "side": "airbench94 (CPU port)", "seed": seed, "seconds": seconds, **json.loads(result_file.read_text())}
 
 
 def speedrun_side(args, seed, out_dir, log):
@@ -168,7 +168,7 @@ def speedrun_side(args, seed, out_dir, log):
         command += ["--epochs", str(max(1, round(args.epochs)))]
     seconds = timed(command + list(args.speedrun_options), log)
     history = json.loads((run_dir / "history.json").read_text())
-    return {"side": "speedrun (main.py --recipe speedrun)", "seed": seed, "seconds": seconds,
+    return {"name": "speedrun", "side": "speedrun (main.py --recipe speedrun)", "seed": seed, "seconds": seconds,
             "accuracy_tta": history.get("test_acc_tta"), "accuracy": history["test_acc"][-1]}
 
 
@@ -188,7 +188,7 @@ def compare(args, log=print):
                     f"{runs[-1]['seconds']:.0f} s")
     means = {}
     for name in chosen:
-        side = [run for run in runs if run["side"].startswith("airbench" if name == "airbench" else "speedrun")]
+        side = [run for run in runs if run["name"] == name]
         means[name] = {"seconds": sum(r["seconds"] for r in side) / len(side),
                        "accuracy_tta": sum(r["accuracy_tta"] for r in side) / len(side), "runs": len(side)}
     report = {"machine": describe_machine(torch.device("cpu")), "epochs": args.epochs, "runs": runs, "means": means,
@@ -214,7 +214,8 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="the first pair's seed; each pair adds one (default 0)")
     parser.add_argument("--epochs", type=float, help="shorter runs for a quick check (default: each side's own)")
     parser.add_argument("--only", choices=("airbench", "speedrun"), help="run one side only")
-    parser.add_argument("--output", default="Data/airbench_cpu.json", help="the report (default Data/airbench_cpu.json; '' for none)")
+    parser.add_argument("--output", default=str(ROOT / "Data" / "airbench_cpu.json"),
+                        help="the report (default: Data/airbench_cpu.json in this repository; '' for none)")
     parser.add_argument("speedrun_options", nargs="*", help="after --: further main.py options for the speedrun side")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
@@ -225,8 +226,7 @@ def main(argv=None):
         Path(args.result).write_text(json.dumps(result))
         return result
     if not Path(args.airbench).is_file():
-        parser.error(f"--airbench {args.airbench}: no such file; download legacy/airbench94.py from "
-                     "https://github.com/KellerJordan/cifar10-airbench")
+        parser.error(f"--airbench {args.airbench}: no such file; {WHERE}")
     return compare(args)
 
 
