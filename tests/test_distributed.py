@@ -5,6 +5,7 @@ import datetime
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -117,12 +118,27 @@ def _worker(rank, scenario, folder):
         seen = {"scenarios": _scenarios, "nan": _nan_scenario}[scenario](rank, folder)
     except Exception as error:  # reported to the test, not lost in a child's stderr
         seen = {"error": f"{type(error).__name__}: {error}"}
-    (folder / f"rank{rank}.json").write_text(json.dumps(seen))
+    partial = folder / f"rank{rank}.json.partial"
+    partial.write_text(json.dumps(seen))
+    partial.rename(folder / f"rank{rank}.json")  # whole or absent, even if the process dies next
+    dist.barrier()  # no process closes its connections while another still talks to it
     dist.destroy_process_group()
 
 
 def _spawn(scenario, folder):
-    torch.multiprocessing.spawn(_worker, args=(scenario, folder), nprocs=WORLD, join=True)
+    """Run ``scenario`` in three processes and return what each one saw.
+
+    gloo's C++ threads can abort a process as it shuts down ("terminate called without an active
+    exception", seen once in CI on a busy machine), after the scenario ran and wrote its results. Such
+    an abort is torch's teardown, not the behaviour under test: when every process left its results,
+    they are checked and the abort becomes a warning. A process that died before writing fails the test."""
+    try:
+        torch.multiprocessing.spawn(_worker, args=(scenario, folder), nprocs=WORLD, join=True)
+    except torch.multiprocessing.ProcessExitedException as error:
+        missing = [rank for rank in range(WORLD) if not (folder / f"rank{rank}.json").exists()]
+        if missing:
+            raise AssertionError(f"process(es) {missing} died before writing their results: {error}") from error
+        warnings.warn(f"{scenario}: a process aborted after writing its results ({error})")
     return [json.loads((folder / f"rank{rank}.json").read_text()) for rank in range(WORLD)]
 
 
