@@ -11,6 +11,7 @@ your own machine. From a terminal:
     python experiments.py --data_dir $CIFAR10_DIR --seeds 0 1 2 --scheduler constant --max_lr 0.75
     python experiments.py --data_dir $CIFAR10_DIR --seeds 0 -- --no-weight_average   # a trick switched off
     python experiments.py --list                                                      # what the store holds
+    python experiments.py --summary                                       # mean and spread over seeds
 """
 import argparse
 import json
@@ -164,6 +165,26 @@ def seconds(records, field_name="seconds"):
     return statistics.mean(values) if values else float("nan")
 
 
+def groups(records):
+    """``{configuration: [records]}``: runs that differ only in their seed, in the order first met. The
+    configuration is the run's key without its seed ('speedrun constant max_lr=recipe epochs=recipe')."""
+    grouped = {}
+    for record in records:
+        grouped.setdefault(record["key"].rsplit(" seed=", 1)[0], []).append(record)
+    return grouped
+
+
+def summary_lines(records):
+    """One line per configuration: mean and standard deviation over its seeds, every seed's accuracy, and
+    the mean seconds of a whole run."""
+    lines = [f"{'mean':>7s} {'sd':>5s} {'runs':>4s} {'seconds':>8s}  configuration: accuracy per seed"]
+    for name, runs in groups(records).items():
+        mean, spread, n = summary(runs)
+        each = ", ".join(f"{run['spec']['seed']}: {run['final_acc']:.2f}" for run in runs)
+        lines.append(f"{mean:6.2f}% {spread:5.2f} {n:4d} {seconds(runs):8.0f}  {name}: {each}")
+    return lines
+
+
 def main_cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
@@ -174,11 +195,17 @@ def main_cli(argv=None):
     parser.add_argument("--recipe", default="speedrun", help="main.py --recipe (default: speedrun)")
     parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")
     parser.add_argument("--list", action="store_true", help="print what the store holds and stop")
+    parser.add_argument("--summary", action="store_true",
+                        help="print mean and spread over seeds of each configuration the store holds, and stop")
     parser.add_argument("options", nargs="*", help="after --: further main.py options")
     args = parser.parse_args(argv)
     if args.list:
         for key, record in load_store(args.store).items():
-            print(f"{record['final_acc']:6.2f}%  {record['seconds'] or 0:7.0f} s  {key}  ({record['machine'].split(',')[0]})")
+            clock = f"{record['seconds']:7.0f} s" if record.get("seconds") else "      - s"  # older runs lack it
+            print(f"{record['final_acc']:6.2f}%  {clock}  {key}  ({record['machine'].split(',')[0]})")
+        return
+    if args.summary:
+        print("\n".join(summary_lines(load_store(args.store).values())))
         return
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
     specs = [RunSpec(args.scheduler, args.max_lr, seed, args.epochs, tuple(args.options), args.recipe)

@@ -13,7 +13,7 @@ from training_utils import load_checkpoint
 TINY = ("--batch_size", "32", "--no-weight_average")
 
 
-def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar, tmp_path):  # noqa: F811
+def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar, tmp_path, capsys):  # noqa: F811
     store, work = tmp_path / "runs.json", tmp_path / "work"
     specs = [RunSpec(max_lr=0.2, seed=seed, epochs=2, options=TINY) for seed in (0, 1)]
     lines = []
@@ -36,6 +36,12 @@ def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar,
     assert lines[-1].startswith(specs[1].key + ": ") and "(stored: " in lines[-1]
     mean, spread, n = experiments.summary(again)
     assert n == 2 and mean == pytest.approx(sum(r["final_acc"] for r in first) / 2)
+    experiments.main_cli(["--store", str(store), "--summary"])
+    table = capsys.readouterr().out.splitlines()
+    assert len(table) == 2 and table[1].endswith(
+        f"speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average: "
+        f"0: {first[0]['final_acc']:.2f}, 1: {first[1]['final_acc']:.2f}")  # two seeds, one configuration
+    assert table[1].split()[:3] == [f"{mean:.2f}%", f"{spread:.2f}", "2"]
 
 
 def test_an_interrupted_run_continues_from_its_checkpoint_and_ends_as_a_straight_one(tiny_cifar, tmp_path):  # noqa: F811
