@@ -36,6 +36,7 @@ def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar,
     assert lines[-1].startswith(specs[1].key + ": ") and "(stored: " in lines[-1]
     mean, spread, n = experiments.summary(again)
     assert n == 2 and mean == pytest.approx(sum(r["final_acc"] for r in first) / 2)
+    capsys.readouterr()  # the runs' own log lines
     experiments.main_cli(["--store", str(store), "--summary"])
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 and table[1].endswith(
