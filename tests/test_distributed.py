@@ -128,9 +128,9 @@ def _worker(rank, scenario, folder):
 def _spawn(scenario, folder):
     """Run ``scenario`` in three processes and return what each one saw.
 
-    gloo's C++ threads can abort a process as it shuts down ("terminate called without an active
-    exception", seen once in CI on a busy machine), after the scenario ran and wrote its results. Such
-    an abort is torch's teardown, not the behaviour under test: when every process left its results,
+    A process can be aborted from C++ around its gloo shutdown ("terminate called without an active
+    exception", seen once in CI and not reproduced here), after its scenario ran and wrote its results.
+    Such an abort is torch's teardown, not the behaviour under test: when every process left its results,
     they are checked and the abort becomes a warning. A process that died before writing fails the test."""
     try:
         torch.multiprocessing.spawn(_worker, args=(scenario, folder), nprocs=WORLD, join=True)
