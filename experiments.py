@@ -158,10 +158,22 @@ def summary(records, field_name="final_acc"):
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
+def compare(records, reference, field_name="final_acc"):
+    """``(difference, standard error)``: the mean of ``records`` minus the mean of ``reference``, and the
+    standard error of that difference from both groups' spreads (Welch's: ``sqrt(sd1²/n1 + sd2²/n2)``).
+    A difference of two standard errors or more is unlikely to come from the seeds alone; the error is 0
+    when neither group has two runs (no spread to go by), and then the difference proves nothing."""
+    mean, spread, n = summary(records, field_name)
+    reference_mean, reference_spread, reference_n = summary(reference, field_name)
+    return mean - reference_mean, (spread ** 2 / n + reference_spread ** 2 / reference_n) ** 0.5
+
+
 def seconds(records, field_name="seconds"):
     """The mean of ``field_name`` (a run's wall-clock seconds, or its ``tta_seconds``) over the records
-    that have it (runs stored before a field existed lack it); NaN when none has it."""
-    values = [record[field_name] for record in records if record.get(field_name) is not None]
+    that have it (runs stored before a field existed lack it); NaN when none has it. A resumed run's
+    ``seconds`` are only its last part's, so it does not count towards the whole run's."""
+    values = [record[field_name] for record in records if record.get(field_name) is not None
+              and not (field_name == "seconds" and record.get("resumed"))]
     return statistics.mean(values) if values else float("nan")
 
 
@@ -202,7 +214,8 @@ def main_cli(argv=None):
     if args.list:
         for key, record in load_store(args.store).items():
             clock = f"{record['seconds']:7.0f} s" if record.get("seconds") else "      - s"  # older runs lack it
-            print(f"{record['final_acc']:6.2f}%  {clock}  {key}  ({record['machine'].split(',')[0]})")
+            resumed = ", resumed: the seconds are its last part's" if record.get("resumed") else ""
+            print(f"{record['final_acc']:6.2f}%  {clock}  {key}  ({record['machine'].split(',')[0]}{resumed})")
         return
     if args.summary:
         print("\n".join(summary_lines(load_store(args.store).values())))

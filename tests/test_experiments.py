@@ -1,6 +1,7 @@
 """experiments.py: runs of main.py kept in a JSON store; a stored run is not repeated, an interrupted one
 continues from its checkpoint, and a broken store or a failed run says so."""
 import json
+import math
 
 import pytest
 import torch
@@ -68,3 +69,22 @@ def test_a_failed_run_and_a_broken_store_say_what_happened(tiny_cifar, tmp_path,
     broken.write_text("{not json")
     with pytest.raises(ValueError, match="broken.json is not a store of runs .* move it away"):
         experiments.load_store(broken)
+
+
+def test_compare_gives_the_difference_of_means_and_its_welch_standard_error():
+    one_cycle = [{"final_acc": a} for a in (94.12, 93.98, 93.81, 94.13, 94.30)]
+    cosine = [{"final_acc": a} for a in (93.92, 93.84, 93.79)]
+    difference, error = experiments.compare(cosine, one_cycle)
+    assert difference == pytest.approx(93.85 - 94.068)
+    # sd 0.0656 over 3 runs, 0.1834 over 5: sqrt(0.0656²/3 + 0.1834²/5) = 0.0904
+    assert error == pytest.approx(0.0904, abs=1e-4)
+    assert experiments.compare(one_cycle, one_cycle)[0] == 0
+    assert experiments.compare([{"final_acc": 92.7}], [{"final_acc": 90.73}]) == (pytest.approx(1.97), 0.0)
+
+
+def test_seconds_leaves_out_runs_stored_without_them_and_resumed_runs():
+    records = [{"seconds": 1000.0, "tta_seconds": 30.0}, {"seconds": 1100.0, "tta_seconds": 34.0},
+               {"seconds": 300.0, "tta_seconds": 32.0, "resumed": True}, {"seconds": None}]
+    assert experiments.seconds(records) == 1050.0  # the resumed run's 300 s are only its last part
+    assert experiments.seconds(records, "tta_seconds") == 32.0  # its test-time augmentation ran whole
+    assert math.isnan(experiments.seconds([{"seconds": None}]))

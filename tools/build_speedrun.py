@@ -314,7 +314,9 @@ shapes = {"one cycle": lrs_of("onecycle", MAX_LR), f"constant {MAX_LR:g} (the pe
 visualize.plot_schedule_comparison(shapes, {name: [r["test_acc"] for r in records] for name, records in results.items()},
                                    save_path=f"{FIGURES}/speedrun_schedules.png")"""),
 md("""## What the runs showed
-Every number below is computed from the runs above."""),
+Every number below is computed from the runs above. Beside each schedule: its difference to one cycle
+and that difference in standard errors (from both schedules' spreads over their seeds). A difference of
+about two standard errors or more is unlikely to come from the seeds alone; one of less is not a finding."""),
 code("""ranked = sorted(results, key=lambda name: -experiments.summary(results[name])[0])
 print(f"* The recipe: {mean:.2f}% mean over {n} seeds in {EPOCHS} epochs "
       f"({'at least' if mean >= 94 else 'below'} 94%), about {full_seconds:.0f} s per run on "
@@ -323,7 +325,10 @@ print(f"* Range test: min_loss at {RANGE_TEST_LR:.3g}; of the one-cycle peaks tr
       f"({sweep[best_lr]['final_acc']:.2f}%).")
 for place, name in enumerate(ranked, 1):
     m, s, k = experiments.summary(results[name])
-    print(f"* {place}. {name}: {m:.2f}% (sd {s:.2f}, {k} runs)")"""),
+    difference, error = experiments.compare(results[name], results["one cycle"])
+    against = "" if name == "one cycle" else f"; {difference:+.2f} points against one cycle" + (
+        f" ({abs(difference) / error:.1f} standard errors)" if error else "")
+    print(f"* {place}. {name}: {m:.2f}% (sd {s:.2f}, {k} runs){against}")"""),
 md("""## What to try next
 * `python experiments.py --data_dir <cifar10> --seeds 0 1 2 -- --epochs 8`: fewer epochs, and how much
   accuracy each one costs.
