@@ -15,6 +15,7 @@ your own machine. From a terminal:
 """
 import argparse
 import json
+import math
 import os
 import shlex
 import statistics
@@ -177,6 +178,11 @@ def seconds(records, field_name="seconds"):
     return statistics.mean(values) if values else float("nan")
 
 
+def clock(value):
+    """Seconds as a whole number, or "-" for NaN (``seconds`` of runs none of which was timed whole)."""
+    return "-" if math.isnan(value) else f"{value:.0f}"
+
+
 def groups(records):
     """``{configuration: [records]}``: runs that differ only in their seed, in the order first met. The
     configuration is the run's key without its seed ('speedrun constant max_lr=recipe epochs=recipe')."""
@@ -193,7 +199,7 @@ def summary_lines(records):
     for name, runs in groups(records).items():
         mean, spread, n = summary(runs)
         each = ", ".join(f"{run['spec']['seed']}: {run['final_acc']:.2f}" for run in runs)
-        lines.append(f"{mean:6.2f}% {spread:5.2f} {n:4d} {seconds(runs):8.0f}  {name}: {each}")
+        lines.append(f"{mean:6.2f}% {spread:5.2f} {n:4d} {clock(seconds(runs)):>8s}  {name}: {each}")
     return lines
 
 

@@ -88,3 +88,5 @@ def test_seconds_leaves_out_runs_stored_without_them_and_resumed_runs():
     assert experiments.seconds(records) == 1050.0  # the resumed run's 300 s are only its last part
     assert experiments.seconds(records, "tta_seconds") == 32.0  # its test-time augmentation ran whole
     assert math.isnan(experiments.seconds([{"seconds": None}]))
+    assert experiments.clock(experiments.seconds([{"seconds": 300.0, "resumed": True}])) == "-"
+    assert experiments.clock(1049.6) == "1050"
