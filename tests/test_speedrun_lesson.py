@@ -41,6 +41,8 @@ def test_the_speedrun_lesson_runs_in_smoke_mode_and_shows_each_piece(tmp_path):
     for schedule in ("one cycle", "constant 1.5 (the peak)", "step (/10 after epochs 4, 8)", "warm-up + cosine"):
         assert f"\n{schedule} " in text, schedule
     assert "* 1. " in text and "* 5. " in text  # the ranking, computed from the runs
+    assert "points against one cycle" in text and "largest fall" in text
+    assert "repeat the constant-" in text  # the determinism check of step against constant
     assert "scheduler=warmup_cosine" in text and "scheduler=step" in text and "scheduler=constant" in text
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) >= 4  # flips, range test, curves, schedules
