@@ -172,13 +172,40 @@ def speedrun_side(args, seed, out_dir, log):
             "accuracy_tta": history.get("test_acc_tta"), "accuracy": history["test_acc"][-1]}
 
 
+def report_of(runs, chosen, args, machine, finished):
+    """The report over the runs so far: every run, each side's means and, with both sides, the ratio of
+    their mean seconds. ``finished`` is False while pairs are still to run."""
+    means = {}
+    for name in chosen:
+        side = [run for run in runs if run["name"] == name]
+        if side:
+            means[name] = {"seconds": sum(r["seconds"] for r in side) / len(side),
+                           "accuracy_tta": sum(r["accuracy_tta"] for r in side) / len(side), "runs": len(side)}
+    report = {"machine": machine, "epochs": args.epochs, "pairs": args.pairs, "finished": finished, "runs": runs,
+              "means": means, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    if len(means) == 2:
+        report["speedrun_time_over_airbench_time"] = means["speedrun"]["seconds"] / means["airbench"]["seconds"]
+    return report
+
+
 def compare(args, log=print):
+    """Runs the pairs; the report is written after every run, so a comparison stopped half-way keeps the
+    runs it finished (``"finished": false``)."""
     import torch
 
     from utils import describe_machine
     sides = {"airbench": airbench_side, "speedrun": speedrun_side}
     chosen = [args.only] if args.only else ["airbench", "speedrun"]
-    runs = []
+    machine = describe_machine(torch.device("cpu"))
+    runs, report = [], None
+
+    def write(finished):
+        report = report_of(runs, chosen, args, machine, finished)
+        if args.output:
+            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
+        return report
+
     with tempfile.TemporaryDirectory() as out:
         for pair in range(args.pairs):
             order = chosen if pair % 2 == 0 else chosen[::-1]  # A B, then B A: drift hits both sides alike
@@ -186,22 +213,13 @@ def compare(args, log=print):
                 runs.append(sides[name](args, args.seed + pair, Path(out), log))
                 log(f"{runs[-1]['side']}, seed {runs[-1]['seed']}: {runs[-1]['accuracy_tta']:.2f}% with TTA, "
                     f"{runs[-1]['seconds']:.0f} s")
-    means = {}
-    for name in chosen:
-        side = [run for run in runs if run["name"] == name]
-        means[name] = {"seconds": sum(r["seconds"] for r in side) / len(side),
-                       "accuracy_tta": sum(r["accuracy_tta"] for r in side) / len(side), "runs": len(side)}
-    report = {"machine": describe_machine(torch.device("cpu")), "epochs": args.epochs, "runs": runs, "means": means,
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if len(means) == 2:
-        report["speedrun_time_over_airbench_time"] = means["speedrun"]["seconds"] / means["airbench"]["seconds"]
-    for name, mean in means.items():
+                report = write(finished=False)
+    report = write(finished=True)
+    for name, mean in report["means"].items():
         log(f"{name}: {mean['accuracy_tta']:.2f}% mean with TTA, {mean['seconds']:.0f} s mean over {mean['runs']} runs")
     if "speedrun_time_over_airbench_time" in report:
         log(f"speedrun time / airbench time: {report['speedrun_time_over_airbench_time']:.3f} ({report['machine']})")
     if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
         log(f"wrote {args.output}")
     return report
 

@@ -3,6 +3,7 @@ has bf16 units, fp32 weights, the wall clock for CUDA events), its data written 
 patches gone afterwards, and the interleaved comparison's report. airbench94.py itself is not part of
 this repository (nor reachable offline), so a stand-in with the same CUDA-isms and interface trains here."""
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -96,6 +97,17 @@ def test_the_comparison_interleaves_both_sides_and_reports_the_ratio(stand_in, t
     assert report["speedrun_time_over_airbench_time"] == pytest.approx(sum(speedrun) / sum(airbench))
     assert json.loads(output.read_text()) == json.loads(json.dumps(report))
     assert "speedrun time / airbench time:" in capsys.readouterr().out
+    assert report["finished"] is True and report["pairs"] == 2
+
+
+def test_a_comparison_stopped_half_way_keeps_the_runs_it_finished(stand_in, tiny_cifar, tmp_path):  # noqa: F811
+    output = tmp_path / "report.json"
+    with pytest.raises(subprocess.CalledProcessError):  # the speedrun side (second) fails on a bad option
+        airbench_cpu.main(["--airbench", str(stand_in), "--data_dir", str(tiny_cifar), "--pairs", "1", "--epochs", "1",
+                           "--output", str(output), "--", "--no_such_option"])
+    report = json.loads(output.read_text())
+    assert report["finished"] is False and [run["side"] for run in report["runs"]] == ["airbench94 (CPU port)"]
+    assert report["means"]["airbench"]["runs"] == 1 and "speedrun_time_over_airbench_time" not in report
 
 
 def test_a_missing_or_foreign_file_says_what_it_needs(tmp_path, capsys):

@@ -367,6 +367,25 @@ md("""What the schedule experiment shows, in the committed runs (a store of your
 * The step runs repeat the constant-peak runs of the same seeds to the digit for their first four
   epochs (the same LR, the same seed): the runs are deterministic, so everything that differs after
   epoch 4 is the schedule's doing."""),
+md("""## Against airbench94, on the same machine
+`benchmarks/airbench_cpu.py` runs Keller Jordan's public `airbench94.py`, ported to the CPU with the
+fewest changes (bf16 autocast where the CPU has bf16 units, wall-clock timers), and this recipe through
+`main.py`, in turns (A B, then B A, each run a fresh process, so that a drift of the machine's speed hits
+both sides alike), and keeps every run in `Data/airbench_cpu.json`. It takes an hour or more on a CPU,
+so the notebook reads its report rather than starting it:"""),
+code("""import json
+from pathlib import Path
+
+comparison = Path("Data/airbench_cpu.json")
+if comparison.exists():
+    report = json.loads(comparison.read_text())
+    for run in report["runs"]:
+        print(f"{run['side']:38s} seed {run['seed']}: {run['accuracy_tta']:.2f}% with TTA, {run['seconds']:.0f} s whole")
+    if "speedrun_time_over_airbench_time" in report:
+        print(f"this recipe's time / airbench94's: {report['speedrun_time_over_airbench_time']:.3f} "
+              f"({report['machine']}, {report['date']}" + ("" if report.get("finished", True) else ", unfinished") + ")")
+else:
+    print("no comparison stored: python benchmarks/airbench_cpu.py --airbench <airbench94.py> --data_dir <cifar10>")"""),
 md("""## What to try next
 * `python experiments.py --data_dir <cifar10> --seeds 0 1 2 -- --epochs 8`: fewer epochs, and how much
   accuracy each one costs.
