@@ -197,14 +197,14 @@ def compare(args, log=print):
     sides = {"airbench": airbench_side, "speedrun": speedrun_side}
     chosen = [args.only] if args.only else ["airbench", "speedrun"]
     machine = describe_machine(torch.device("cpu"))
-    runs, report = [], None
+    runs = []
 
     def write(finished):
-        report = report_of(runs, chosen, args, machine, finished)
+        so_far = report_of(runs, chosen, args, machine, finished)
         if args.output:
             Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_text(json.dumps(report, indent=1) + "\n")
-        return report
+            Path(args.output).write_text(json.dumps(so_far, indent=1) + "\n")
+        return so_far
 
     with tempfile.TemporaryDirectory() as out:
         for pair in range(args.pairs):
@@ -213,7 +213,7 @@ def compare(args, log=print):
                 runs.append(sides[name](args, args.seed + pair, Path(out), log))
                 log(f"{runs[-1]['side']}, seed {runs[-1]['seed']}: {runs[-1]['accuracy_tta']:.2f}% with TTA, "
                     f"{runs[-1]['seconds']:.0f} s")
-                report = write(finished=False)
+                write(finished=False)
     report = write(finished=True)
     for name, mean in report["means"].items():
         log(f"{name}: {mean['accuracy_tta']:.2f}% mean with TTA, {mean['seconds']:.0f} s mean over {mean['runs']} runs")

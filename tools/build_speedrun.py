@@ -19,8 +19,9 @@ md(badge("CIFAR10_Speedrun.ipynb") + """
 
 The S10 lesson reached 94% on CIFAR-10 with David Page's ResNet in 24 epochs: 2.3 GFLOP per training
 image, hours on a CPU. This lesson reaches the same accuracy in **10 epochs of a smaller net, about an
-eighth of the arithmetic** (airbench94's 0.36 PFLOP for a whole run against S10's 2.7), then uses the speed for what the course has so far only asserted: it measures the one-cycle
-schedule against the usual alternatives, over several seeds.
+eighth of the arithmetic** (airbench94's 0.36 PFLOP for a whole run against S10's 2.7), then uses the
+speed for what the course has so far only asserted: it measures the one-cycle schedule against the
+usual alternatives, over several seeds.
 
 Nothing here is new research; it is two published lines of work, rebuilt in this repository's modules:
 * David Page, ["How to train your ResNet"](https://myrtle.ai/learn/how-to-train-your-resnet/) (parts 1-8,
@@ -348,7 +349,7 @@ code("""def mean_of(records, pick):
 
 print(f"{'schedule':34s} {'largest fall':>12s} {'epoch ' + str(EPOCHS - 1):>9s} {'last':>7s} {'+ TTA':>7s} {'train':>7s}")
 for name, records in results.items():
-    fall = max(max(a - b for a, b in zip(r["test_acc"], r["test_acc"][1:])) for r in records)
+    fall = max(max((a - b for a, b in zip(r["test_acc"], r["test_acc"][1:])), default=0.0) for r in records)
     print(f"{name:34s} {fall:11.2f}  {mean_of(records, lambda r: r['test_acc'][-2]):8.2f}% "
           f"{mean_of(records, lambda r: r['test_acc'][-1]):6.2f}% {mean_of(records, lambda r: r['final_acc']):6.2f}% "
           f"{mean_of(records, lambda r: r['train_acc'][-1]):6.2f}%")
@@ -370,7 +371,7 @@ md("""What the schedule experiment shows, in the committed runs (a store of your
   of the past the later the step and which the run ends with, does part of the annealing's work (the
   jump from the last epoch but one to the last, largest for the constant LRs), not all of it.
 * **A large LR pays only with the annealing after it.** Held constant, half the peak beat the peak by
-  nearly two points; inside one cycle, the peak is where the runs spend their middle epochs.
+  nearly two points; inside one cycle, the peak itself did best of the peaks tried (the sweep above).
 * **Having an annealing matters more than its shape, but the shape shows.** Warm-up + cosine shares one
   cycle's warm-up and anneals all the way to zero: it fits the training set a little more closely and
   trails by about a fifth of a point, the smallest gap in the table. The step schedule anneals in two
