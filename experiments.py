@@ -219,9 +219,9 @@ def main_cli(argv=None):
     args = parser.parse_args(argv)
     if args.list:
         for key, record in load_store(args.store).items():
-            timed = f"{record['seconds']:7.0f} s" if record.get("seconds") else "      - s"  # older runs lack it
+            timed = clock(record.get("seconds") or math.nan) + " s"  # older runs lack the field
             resumed = ", resumed: the seconds are its last part's" if record.get("resumed") else ""
-            print(f"{record['final_acc']:6.2f}%  {timed}  {key}  ({record['machine'].split(',')[0]}{resumed})")
+            print(f"{record['final_acc']:6.2f}%  {timed:>9s}  {key}  ({record['machine'].split(',')[0]}{resumed})")
         return
     if args.summary:
         print("\n".join(summary_lines(load_store(args.store).values())))
