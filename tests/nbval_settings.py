@@ -30,7 +30,10 @@ LOGIC_TAG = "smoke-logic"         # added by tools/smoke_references.py to the ce
 SANITIZE = [  # (regex, replacement): what may differ between two runs of the same code on the same data
     (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "<timestamp>"),
     (r"\b\d+(?:\.\d+)? ?(?:s|min)\b", "<time>"),
-    (r"\btmp[a-z0-9_]{8}\b", "<tmpdir>"),             # tempfile.mkdtemp() names
+    # a tempfile.mkdtemp() folder with the path above it, wherever the temporary root is (/tmp, macOS's
+    # /var/folders/..., the test session's own, see tests/conftest.py); references store "<tmpdir>"
+    (r"(?:/[\w.-]+)*/(?:tmp[a-z0-9_]{8}\b|<tmpdir>)", "<tmpdir>"),
+    (r"\btmp[a-z0-9_]{8}\b", "<tmpdir>"),             # a tempfile.mkdtemp() name on its own
     (r"\b\d+ cores\b", "<n> cores"),
     (r"bf16 units: [a-z0-9_, ]+?(?=, torch)", "bf16 units: <units>"),  # utils.describe_machine's names
     (r"\btorch \d+\.\d+\.\d+\S*", "torch <version>"),

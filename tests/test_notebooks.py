@@ -1,10 +1,16 @@
 """The SMOKE references (tests/smoke_notebooks/, run by nbval in `make test`; see tests/nbval_settings.py)
 stand for the committed notebooks: the same code cells, checks on the cells that carry the lesson's logic,
 and the committed notebooks' own checked cells showing the outputs their SMOKE runs give."""
+import os
+import subprocess
+import sys
+import tempfile
+
 import nbformat
 import pytest
 
-from tests.nbval_settings import CHECK_TAG, LOGIC_TAG, REFERENCES, ROOT, checks_output, compared_text
+from tests.nbval_settings import (CHECK_TAG, LOGIC_TAG, REFERENCES, ROOT, checks_output, compared_text,
+                                  sanitize)
 
 NOTEBOOKS = sorted(path.name for path in ROOT.glob("*.ipynb"))
 REMAKE = "make it again with: python tools/smoke_references.py"
@@ -48,3 +54,19 @@ def test_cells_a_committed_notebook_checks_show_its_smoke_output(name):
     for committed, reference in zip(code_cells(name), code_cells(name, REFERENCES)):
         if checks_output(committed):
             assert compared_text(committed.outputs) == compared_text(reference.outputs), committed.source[:80]
+
+
+def test_a_temporary_folder_compares_equal_wherever_the_temporary_root_is():
+    stored = "report: /tmp/<tmpdir>/lr_finder_log.txt, /tmp/<tmpdir>/suggested_lr.json"
+    for root in ("/tmp", "/var/folders/x1/T", "/tmp/pytest-children-ab_12"):
+        printed = f"report: {root}/tmpa1b2_c3d/lr_finder_log.txt, {root}/tmpzz99yy88/suggested_lr.json"
+        assert sanitize(printed) == sanitize(stored) == "report: <tmpdir>/lr_finder_log.txt, <tmpdir>/suggested_lr.json"
+    assert sanitize("Checkpoints (10 files) in checkpoints/s10") == "Checkpoints (10 files) in checkpoints/s10"
+
+
+def test_the_processes_tests_start_use_a_temporary_root_the_session_removes(tmp_path):
+    child_root = subprocess.run([sys.executable, "-c", "import tempfile; print(tempfile.gettempdir())"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+    assert os.path.basename(child_root).startswith("pytest-children-") and os.path.isdir(child_root)
+    assert not str(tmp_path).startswith(child_root)  # a failed test's tmp_path outlives the session
+    assert tempfile.gettempdir() != child_root

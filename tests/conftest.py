@@ -1,0 +1,27 @@
+"""Disk use of a test session.
+
+``make test`` writes gigabytes: ResNet-50 checkpoints are 100-200 MB each and many tests save several,
+and the SMOKE notebooks keep their checkpoints and figures in ``tempfile.mkdtemp()`` folders that nothing
+removes. On a small disk that ends in "No space left on device" halfway through. So:
+
+* pytest.ini keeps a test's ``tmp_path`` only when the test fails (``tmp_path_retention_policy``);
+* the processes the tests start (notebook kernels, ``main.py``, ``experiments.py``) get a temporary
+  root of their own (``TMPDIR``), removed when the session ends.
+"""
+import os
+import shutil
+import tempfile
+
+_children_tmp = None
+
+
+def pytest_configure(config):
+    global _children_tmp
+    tempfile.gettempdir()  # pin this process's own root first: pytest's tmp_path folders stay where they were
+    _children_tmp = tempfile.mkdtemp(prefix="pytest-children-")
+    os.environ["TMPDIR"] = _children_tmp
+
+
+def pytest_unconfigure(config):
+    if _children_tmp:
+        shutil.rmtree(_children_tmp, ignore_errors=True)
