@@ -277,14 +277,26 @@ print(f"{'without':42s} {'accuracy':>9s} {'adds':>7s} {'seconds':>8s}  runs")
 print(f"{'(nothing: the full recipe)':42s} {mean:8.2f}% {'':>7s} {full_seconds:8.0f}  {n}")
 print(f"{'test-time augmentation':42s} {plain[0]:8.2f}% {mean - plain[0]:+7.2f} "
       f"{full_seconds - experiments.seconds(full, 'tta_seconds'):8.0f}  {n}")
+trick_runs = {}
 for trick, options in TRICKS.items():
-    runs = experiments.ensure([RunSpec(seed=seed, epochs=RUN["epochs"], options=RUN["options"] + options)
+    runs = trick_runs[trick] = experiments.ensure([RunSpec(seed=seed, epochs=RUN["epochs"], options=RUN["options"] + options)
                                for seed in range(TRICK_SEEDS)], CIFAR10_DIR, STORE, RUNS_DIR, log=lambda line: None)
     accuracy = experiments.summary(runs)[0]
     timed = experiments.clock(experiments.seconds(runs))  # "-" if its only run was resumed
     print(f"{trick:42s} {accuracy:8.2f}% {mean - accuracy:+7.2f} {timed:>8s}  {len(runs)}")
 print("seconds: the mean wall-clock time of a whole run (training, evaluation and test-time augmentation) "
       "over the runs that recorded it")"""),
+code("""# one run against the mean of n seeds: if the trick did nothing, their difference would have a standard
+# error of sd * sqrt(1/runs + 1/n), with sd the full recipe's spread over its seeds
+gains = [record["final_acc"] - record["test_acc"][-1] for record in full]  # the same runs with and without
+print(f"* test-time augmentation: {np.mean(gains):+.2f} points on average over the {n} runs ({min(gains):+.2f} to "
+      f"{max(gains):+.2f}): the same weights measured both ways, so the seeds' noise does not enter")
+for trick, runs in trick_runs.items():
+    adds = mean - experiments.summary(runs)[0]
+    error = spread * (1 / len(runs) + 1 / n) ** 0.5
+    verdict = ("helps beyond the seeds' noise" if adds > 2 * error else
+               "costs beyond the seeds' noise" if adds < -2 * error else "not told apart from the seeds' noise")
+    print(f"* {trick}: {adds:+.2f} points, {abs(adds) / error:.1f} standard errors: {verdict}")"""),
 md("""## The experiment: one cycle against other schedules
 The course has taught that one cycle trains faster; here it is measured. The same net, tricks, epochs
 and seeds, with five LR schedules (`recipes.build_schedule`, `main.py --scheduler`):
