@@ -44,8 +44,8 @@ def test_resnet50_starts_each_bottleneck_as_its_shortcut():
     block outputs relu(shortcut(x)); torchvision's initialisation does not."""
     torch.manual_seed(0)
     model = resnet50(num_classes=10).eval()
-    assert all(float(block.bn3.weight.detach().abs().max()) == 0 for layer in (model.layer1, model.layer2, model.layer3,
-                                                                      model.layer4) for block in layer)
+    assert all(float(block.bn3.weight.detach().abs().max()) == 0
+               for layer in (model.layer1, model.layer2, model.layer3, model.layer4) for block in layer)
     x = torch.randn(2, 256, 16, 16)
     block = model.layer1[1]
     torch.testing.assert_close(block(x), torch.relu(x))
