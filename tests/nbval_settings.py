@@ -29,6 +29,7 @@ CHECK_TAG = "nbval-check-output"  # nbval compares the outputs of cells with thi
 LOGIC_TAG = "smoke-logic"         # added by tools/smoke_references.py to the cells it checks
 SANITIZE = [  # (regex, replacement): what may differ between two runs of the same code on the same data
     (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "<timestamp>"),
+    (r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "<date>"),  # when experiments.py stored a run
     (r"\b\d+(?:\.\d+)? ?(?:s|min)\b", "<time>"),
     # a tempfile.mkdtemp() folder with the path above it, wherever the temporary root is (/tmp, macOS's
     # /var/folders/..., the test session's own, see tests/conftest.py); references store "<tmpdir>"

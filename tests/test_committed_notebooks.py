@@ -11,7 +11,8 @@ import nbformat
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-LESSONS = {"S10.ipynb": "build_s10.py", "ImageNet_LR_Finder.ipynb": "build_imagenet.py"}
+LESSONS = {"S10.ipynb": "build_s10.py", "ImageNet_LR_Finder.ipynb": "build_imagenet.py",
+           "CIFAR10_Speedrun.ipynb": "build_speedrun.py"}
 MACHINE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/private/var/|[A-Z]:\\\\Users)")
 
 

@@ -34,6 +34,8 @@ def test_each_notebook_has_a_smoke_reference_with_its_code_cells(name):
 @pytest.mark.parametrize("name, logic", [
     ("S10.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "misclassified"]),
     ("ImageNet_LR_Finder.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "suggested_lr"]),
+    ("CIFAR10_Speedrun.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "with 6-view test-time augmentation",
+                                "% mean with test-time augmentation", "points against one cycle", "largest fall"]),
 ])
 def test_the_smoke_references_check_the_lessons_logic(name, logic):
     """The range test's suggestions and the per-epoch lines are among the outputs nbval compares; every
@@ -70,3 +72,12 @@ def test_the_processes_tests_start_use_a_temporary_root_the_session_removes(tmp_
     assert os.path.basename(child_root).startswith("pytest-children-") and os.path.isdir(child_root)
     assert not str(tmp_path).startswith(child_root)  # a failed test's tmp_path outlives the session
     assert tempfile.gettempdir() != child_root
+
+
+def test_when_a_run_was_stored_compares_equal():
+    """experiments.ensure names the date of a stored run; a SMOKE run stores its first seed a minute or so
+    before a later cell reads it back, so two runs of the same notebook differ only there."""
+    line = "seed=0: 84.77% (stored: {}, 12 s on a laptop)"
+    assert sanitize(line.format("2026-12-01 09:28 UTC")) == sanitize(line.format("2027-01-31 23:59 UTC"))
+    assert sanitize(line.format("2026-12-01 09:28 UTC")) == "seed=0: 84.77% (stored: <date>, <time> on a laptop)"
+    assert sanitize(line.replace("84.77", "84.78").format("2026-12-01 09:28 UTC")) != sanitize(line.format("2026-12-01 09:28 UTC"))

@@ -217,7 +217,7 @@ def test_truncated_and_foreign_checkpoints_give_clear_errors(tmp_path):
     with pytest.raises(CheckpointError, match="truncated"):
         load_checkpoint(truncated)
     with open(tmp_path / "list.pt", "wb") as file:
-        pickle.dump([1, 2, 3], file)
+        pickle.dump([1, 2, 3], file, protocol=2)  # a plain pickle, not a checkpoint (2: torch.load's own protocol)
     with pytest.raises(CheckpointError):
         load_checkpoint(tmp_path / "list.pt")
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import notebook_common  # noqa: E402
 
-NOTEBOOKS = ("S10.ipynb", "ImageNet_LR_Finder.ipynb")
+NOTEBOOKS = ("S10.ipynb", "ImageNet_LR_Finder.ipynb", "CIFAR10_Speedrun.ipynb")
 
 
 def github_path(url):
