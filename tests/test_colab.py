@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import notebook_common  # noqa: E402
 
-NOTEBOOKS = ("S10.ipynb", "ImageNet_LR_Finder.ipynb")
+NOTEBOOKS = sorted(path.name for path in ROOT.glob("*.ipynb"))
 
 
 def setup_cell(name):

@@ -73,3 +73,8 @@ def test_the_committed_lesson_shows_plain_lines_and_no_machine_paths(name):
 
 def test_the_path_check_finds_a_machine_path():
     assert MACHINE_PATH.search("wrote /work/main/checkpoints/last.pt") and not MACHINE_PATH.search("wrote Data/curves.png")
+
+
+def test_every_notebook_at_the_top_level_is_a_lesson_with_a_builder():
+    assert sorted(path.name for path in ROOT.glob("*.ipynb")) == sorted(LESSONS), \
+        "a notebook at the top level is a lesson: add it and its builder (tools/build_*.py) to LESSONS"

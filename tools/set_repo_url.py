@@ -15,7 +15,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 import notebook_common  # noqa: E402
 
-NOTEBOOKS = ("S10.ipynb", "ImageNet_LR_Finder.ipynb", "CIFAR10_Speedrun.ipynb")
 
 
 def github_path(url):
@@ -40,13 +39,14 @@ def main(new_url, root=ROOT):
     common.write_text(replace(common.read_text()))
     readme = root / "README.md"
     readme.write_text(replace(readme.read_text()))
-    for name in NOTEBOOKS:
+    notebooks = sorted(path.name for path in root.glob("*.ipynb"))  # the lessons, at the top level
+    for name in notebooks:
         notebook = nbformat.read(root / name, as_version=4)
         for cell in notebook.cells:
             cell.source = replace(cell.source)
         nbformat.write(notebook, root / name)
     print(f"REPO_URL: https://github.com/{old_path} -> https://github.com/{new_path} "
-          f"(tools/notebook_common.py, README.md, {', '.join(NOTEBOOKS)})")
+          f"(tools/notebook_common.py, README.md, {', '.join(notebooks)})")
 
 
 if __name__ == "__main__":
