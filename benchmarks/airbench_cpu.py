@@ -24,6 +24,7 @@ evaluation, test-time augmentation) and accuracy, and the ratio of the means.
     #   https://raw.githubusercontent.com/KellerJordan/cifar10-airbench/master/legacy/airbench94.py
     python benchmarks/airbench_cpu.py --airbench airbench94.py --data_dir <cifar10> --pairs 2
     python benchmarks/airbench_cpu.py --airbench airbench94.py --data_dir <cifar10> --only airbench --pairs 1
+    python benchmarks/airbench_cpu.py --airbench airbench94.py --data_dir <cifar10> --pairs 2 --resume  # add what is missing
 
 `--epochs E` shortens both sides (airbench's `train_epochs`, main.py's `--epochs`) for a quick check.
 """
@@ -181,11 +182,34 @@ def report_of(runs, chosen, args, machine, finished):
         if side:
             means[name] = {"seconds": sum(r["seconds"] for r in side) / len(side),
                            "accuracy_tta": sum(r["accuracy_tta"] for r in side) / len(side), "runs": len(side)}
-    report = {"machine": machine, "epochs": args.epochs, "pairs": args.pairs, "finished": finished, "runs": runs,
-              "means": means, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    report = {"machine": machine, "epochs": args.epochs, "speedrun_options": list(args.speedrun_options),
+              "pairs": args.pairs, "finished": finished, "runs": runs, "means": means,
+              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     if len(means) == 2:
         report["speedrun_time_over_airbench_time"] = means["speedrun"]["seconds"] / means["airbench"]["seconds"]
+        seconds = {(run["name"], run["seed"]): run["seconds"] for run in runs}
+        report["pair_ratios"] = {str(seed): seconds[("speedrun", seed)] / seconds[("airbench", seed)]
+                                 for seed in sorted({run["seed"] for run in runs})
+                                 if ("speedrun", seed) in seconds and ("airbench", seed) in seconds}
     return report
+
+
+def earlier_runs(args, machine, log):
+    """With ``--resume``: the runs of the report at ``--output`` (one stopped half-way, or one with fewer
+    pairs), which this comparison keeps and does not repeat. A report from another machine, length or set
+    of speedrun options is refused: its times do not compare with new ones."""
+    path = Path(args.output) if args.output else None
+    if not args.resume or path is None or not path.exists():
+        return []
+    earlier = json.loads(path.read_text())
+    mine = {"machine": machine, "epochs": args.epochs, "speedrun_options": list(args.speedrun_options)}
+    theirs = {"machine": earlier.get("machine"), "epochs": earlier.get("epochs"),
+              "speedrun_options": earlier.get("speedrun_options", [])}
+    if theirs != mine:
+        differs = ", ".join(f"{key} {theirs[key]!r} there, {mine[key]!r} here" for key in mine if theirs[key] != mine[key])
+        raise SystemExit(f"--resume: {path} was measured otherwise ({differs}); give another --output to start anew")
+    log(f"--resume: keeping {len(earlier['runs'])} runs of {path} ({earlier['date']})")
+    return list(earlier["runs"])
 
 
 def compare(args, log=print):
@@ -197,7 +221,8 @@ def compare(args, log=print):
     sides = {"airbench": airbench_side, "speedrun": speedrun_side}
     chosen = [args.only] if args.only else ["airbench", "speedrun"]
     machine = describe_machine(torch.device("cpu"))
-    runs = []
+    runs = earlier_runs(args, machine, log)
+    done = {(run["name"], run["seed"]) for run in runs}
 
     def write(finished):
         so_far = report_of(runs, chosen, args, machine, finished)
@@ -210,6 +235,8 @@ def compare(args, log=print):
         for pair in range(args.pairs):
             order = chosen if pair % 2 == 0 else chosen[::-1]  # A B, then B A: drift hits both sides alike
             for name in order:
+                if (name, args.seed + pair) in done:
+                    continue
                 runs.append(sides[name](args, args.seed + pair, Path(out), log))
                 log(f"{runs[-1]['side']}, seed {runs[-1]['seed']}: {runs[-1]['accuracy_tta']:.2f}% with TTA, "
                     f"{runs[-1]['seconds']:.0f} s")
@@ -218,7 +245,9 @@ def compare(args, log=print):
     for name, mean in report["means"].items():
         log(f"{name}: {mean['accuracy_tta']:.2f}% mean with TTA, {mean['seconds']:.0f} s mean over {mean['runs']} runs")
     if "speedrun_time_over_airbench_time" in report:
-        log(f"speedrun time / airbench time: {report['speedrun_time_over_airbench_time']:.3f} ({report['machine']})")
+        each = ", ".join(f"seed {seed} {ratio:.3f}" for seed, ratio in report["pair_ratios"].items())
+        log(f"speedrun time / airbench time: {report['speedrun_time_over_airbench_time']:.3f} (pairs: {each}; "
+            f"{report['machine']})")
     if args.output:
         log(f"wrote {args.output}")
     return report
@@ -232,6 +261,9 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="the first pair's seed; each pair adds one (default 0)")
     parser.add_argument("--epochs", type=float, help="shorter runs for a quick check (default: each side's own)")
     parser.add_argument("--only", choices=("airbench", "speedrun"), help="run one side only")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the runs of the report at --output and run only the missing ones (same machine, "
+                             "epochs and speedrun options), e.g. a second pair: --pairs 2 --resume")
     parser.add_argument("--output", default=str(ROOT / "Data" / "airbench_cpu.json"),
                         help="the report (default: Data/airbench_cpu.json in this repository; '' for none)")
     parser.add_argument("speedrun_options", nargs="*", help="after --: further main.py options for the speedrun side")

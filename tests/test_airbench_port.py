@@ -110,6 +110,23 @@ def test_a_comparison_stopped_half_way_keeps_the_runs_it_finished(stand_in, tiny
     assert report["means"]["airbench"]["runs"] == 1 and "speedrun_time_over_airbench_time" not in report
 
 
+def test_resume_adds_the_missing_pair_and_refuses_a_report_measured_otherwise(stand_in, tiny_cifar, tmp_path):  # noqa: F811
+    output = tmp_path / "report.json"
+    common = ["--airbench", str(stand_in), "--data_dir", str(tiny_cifar), "--epochs", "1", "--output", str(output)]
+    first = airbench_cpu.main(common + ["--pairs", "1", "--", "--batch_size", "32"])
+    both = airbench_cpu.main(common + ["--pairs", "2", "--resume", "--", "--batch_size", "32"])
+    assert both["runs"][:2] == first["runs"]  # kept as they were, not run again
+    assert [(run["name"], run["seed"]) for run in both["runs"]] == [
+        ("airbench", 0), ("speedrun", 0), ("speedrun", 1), ("airbench", 1)]  # the second pair B A
+    seconds = {(run["name"], run["seed"]): run["seconds"] for run in both["runs"]}
+    assert both["pair_ratios"] == {seed: pytest.approx(seconds[("speedrun", int(seed))] / seconds[("airbench", int(seed))])
+                                   for seed in ("0", "1")}
+    assert both["finished"] is True and both["pairs"] == 2 and both["means"]["speedrun"]["runs"] == 2
+    with pytest.raises(SystemExit, match="measured otherwise .*speedrun_options"):
+        airbench_cpu.main(common + ["--pairs", "3", "--resume", "--", "--batch_size", "64"])
+    assert json.loads(output.read_text()) == json.loads(json.dumps(both))  # the refused call wrote nothing
+
+
 def test_a_missing_or_foreign_file_says_what_it_needs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         airbench_cpu.main(["--airbench", str(tmp_path / "nowhere.py")])
