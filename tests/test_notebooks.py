@@ -81,3 +81,15 @@ def test_when_a_run_was_stored_compares_equal():
     assert sanitize(line.format("2026-12-01 09:28 UTC")) == sanitize(line.format("2027-01-31 23:59 UTC"))
     assert sanitize(line.format("2026-12-01 09:28 UTC")) == "seed=0: 84.77% (stored: <date>, <time> on a laptop)"
     assert sanitize(line.replace("84.77", "84.78").format("2026-12-01 09:28 UTC")) != sanitize(line.format("2026-12-01 09:28 UTC"))
+
+
+def test_the_tricks_tables_seconds_compare_equal_and_nothing_else_in_it_does():
+    """The speedrun lesson's tricks table prints whole seconds without a unit (SMOKE runs take 3 or 4)."""
+    table = ("without                                     accuracy    adds  seconds  runs\n"
+             "(nothing: the full recipe)                    83.79%             {}  2\n"
+             "lookahead weight averaging                    74.61%   +9.18     {}  1\n")
+    assert sanitize(table.format(3, 4)) == sanitize(table.format(4, "-")) == sanitize(table.format(1074, 1152))
+    assert sanitize(table.format(3, 4)) != sanitize(table.format(3, 4).replace("+9.18", "+9.19"))
+    assert sanitize(table.format(3, 4)) != sanitize(table.format(3, 4).replace("  1\n", "  2\n"))
+    schedule = "one cycle                           94.07%  0.18  94.12, 93.98, 93.81, 94.13, 94.30\n"
+    assert sanitize(schedule) == schedule
