@@ -16,7 +16,6 @@ sys.path.insert(0, str(ROOT / "tools"))
 import notebook_common  # noqa: E402
 
 
-
 def github_path(url):
     match = re.fullmatch(r"https://github\.com/([\w.-]+/[\w.-]+?)(\.git)?/?", url)
     if not match:
