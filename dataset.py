@@ -265,6 +265,30 @@ def balanced_indices(labels, max_samples, seed=0):
     return np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in classes]))
 
 
+HOLDOUT_SEED = 0  # the held-out validation split is the same for every run's seed
+
+
+def holdout_split(labels, size, seed=HOLDOUT_SEED):
+    """``(train_indices, holdout_indices)``: a fixed, class-balanced validation split of a training set.
+    ``size`` is a number of images (``size // classes`` of each class) or, below 1, a share of each class
+    (``0.1``: 10% of every class). The split depends on ``seed`` only, never on a run's seed, so every run
+    of an experiment tunes on the same images; both index arrays are sorted."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if not 0 < size < len(labels):
+        raise ValueError(f"a held-out split of {size:g} images from {len(labels)} training images is impossible")
+    rng = np.random.default_rng(seed)
+    held = []
+    for cls, count in zip(classes, counts):
+        keep = round(count * size) if size < 1 else int(size) // len(classes)
+        if not 0 < keep < count:
+            raise ValueError(f"a held-out split of {size:g} leaves class {cls} ({count} images) {keep} held out: "
+                             "choose a split that keeps some of every class on both sides")
+        held.append(rng.permutation(np.flatnonzero(labels == cls))[:keep])
+    held = np.sort(np.concatenate(held))
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
+
 def write_image_folder(images, labels, class_names, root, split, quality=90):
     """Save uint8 HWC images as JPEGs in the ImageFolder layout ``<root>/<split>/<class>/<index>.JPEG``
     (spaces in class names become underscores); returns the split folder. Makes small ImageNet-style

@@ -39,12 +39,14 @@ class RunSpec:
     epochs: int = None              # None: the recipe's
     options: tuple = field(default=())  # further main.py options, e.g. ("--no-weight_average",)
     recipe: str = "speedrun"
+    holdout: int = 0                # >0: trained without, and evaluated on, this many held-out training images
 
     @property
     def key(self):
         """A readable, unique name: 'speedrun onecycle max_lr=recipe epochs=recipe seed=0'."""
         parts = [self.recipe, self.scheduler, f"max_lr={'recipe' if self.max_lr is None else f'{self.max_lr:g}'}",
-                 f"epochs={'recipe' if self.epochs is None else self.epochs}", *self.options, f"seed={self.seed}"]
+                 f"epochs={'recipe' if self.epochs is None else self.epochs}", *self.options,
+                 *([f"holdout={self.holdout}"] if self.holdout else []), f"seed={self.seed}"]
         return " ".join(parts)
 
     def argv(self, data_dir, output_dir):
@@ -57,6 +59,8 @@ class RunSpec:
             args += ["--max_lr", f"{self.max_lr:g}"]
         if self.epochs is not None:
             args += ["--epochs", str(self.epochs)]
+        if self.holdout:
+            args += ["--holdout", str(self.holdout)]
         return args + list(self.options)
 
 
@@ -125,7 +129,7 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
     device = "cuda" if torch.cuda.is_available() and "--no_cuda" not in spec.options else "cpu"
     record = {
         "key": spec.key, "spec": asdict(spec), "test_acc": history["test_acc"], "train_acc": history["train_acc"],
-        "test_acc_tta": history.get("test_acc_tta"), "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
+        "eval_split": history["eval_split"], "test_acc_tta": history.get("test_acc_tta"), "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
         "epoch_seconds": [round(s, 2) for s in history["epoch_time"]],
         "tta_seconds": None if history.get("tta_seconds") is None else round(history["tta_seconds"], 2),
         "seconds": round(seconds, 2),
@@ -211,6 +215,8 @@ def main_cli(argv=None):
     parser.add_argument("--max_lr", type=float, help="main.py --max_lr (default: the recipe's)")
     parser.add_argument("--epochs", type=int, help="main.py --epochs (default: the recipe's)")
     parser.add_argument("--recipe", default="speedrun", help="main.py --recipe (default: speedrun)")
+    parser.add_argument("--holdout", type=int, default=0, help="main.py --holdout: tune on this many held-out "
+                        "training images instead of the test set (default: 0, report on the test set)")
     parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")
     parser.add_argument("--list", action="store_true", help="print what the store holds and stop")
     parser.add_argument("--summary", action="store_true",
@@ -227,7 +233,7 @@ def main_cli(argv=None):
         print("\n".join(summary_lines(load_store(args.store).values())))
         return
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
-    specs = [RunSpec(args.scheduler, args.max_lr, seed, args.epochs, tuple(args.options), args.recipe)
+    specs = [RunSpec(args.scheduler, args.max_lr, seed, args.epochs, tuple(args.options), args.recipe, args.holdout)
              for seed in args.seeds]
     try:
         records = ensure(specs, data_dir, args.store)

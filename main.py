@@ -148,6 +148,9 @@ def build_parser():
                       + recipe_help("image_size"))
     data.add_argument("--max_samples", type=positive(int), help="use a class-balanced subset of at most this "
                       "many images from each split (quick runs)")
+    data.add_argument("--holdout", type=positive(int), help="CIFAR: hold out this many training images, the same "
+                      "class-balanced ones for every seed (dataset.holdout_split), train on the rest and evaluate "
+                      "on them instead of the test set: the validation split on which settings are chosen")
     data.add_argument("--batch_size", type=positive(int), help="images per step, over all processes"
                       + recipe_help("batch_size"))
     data.add_argument("--workers", "--num_workers", type=int, help="DataLoader workers per process "
@@ -200,7 +203,9 @@ def build_parser():
     train.add_argument("--scheduler", choices=SCHEDULES, default="onecycle",
                        help="onecycle: OneCycleLR stepped per batch; constant: max_lr throughout; step: LR x "
                        "--gamma every --step_size epochs; warmup_cosine: linear warm-up over pct_start of the steps "
-                       "from max_lr / div_factor, then cosine to 0, per batch; cosine: cosine decay to 0 per epoch")
+                       "from max_lr / div_factor, then cosine to 0, per batch; cosine: cosine decay to 0 per epoch; warmup_step: "
+                       "the same warm-up, then LR x --gamma half-way and at three quarters of the steps; flat_cosine: "
+                       "fastai's fit_flat_cos, max_lr for 75%% of the steps, then cosine to 0")
     train.add_argument("--pct_start", type=float, help="one-cycle: share of the steps spent rising to max_lr"
                        + recipe_help("pct_start"))
     train.add_argument("--div_factor", type=positive(float), help="one-cycle: first LR = max_lr / this"
@@ -312,6 +317,8 @@ def validate(parser, args):
         check((args.dataset == "imagefolder") == (args.recipe == "imagenet"),
               f"--recipe {args.recipe} is for {'image folders' if args.recipe == 'imagenet' else 'CIFAR'}")
         args.model = model
+    check(not (args.holdout and args.dataset == "imagefolder"), "--holdout applies to CIFAR; an image folder's "
+          "validation split is its own folder")
     check(args.model != "speedrun" or args.dataset != "imagefolder", "--model speedrun is built for 32x32 CIFAR images")
     args.model = args.model or ("resnet50" if args.dataset == "imagefolder" else "custom_resnet")
     check(not (args.model == "custom_resnet" and args.dataset == "imagefolder"),
@@ -477,6 +484,10 @@ def build_data(args):
                                              args.strict_images, args.cutout_holes, args.cutout_length,
                                              args.rotate_degrees, args.color_jitter)
     splits = [dataset.load_cifar(args.dataset, args.data_dir, train=train) for train in (True, False)]
+    if args.holdout:  # the validation split replaces the test set, which stays unseen
+        images, labels = splits[0]
+        kept, held = dataset.holdout_split(labels, args.holdout)
+        splits = [(images[kept], labels[kept]), (images[held], labels[held])]
     if args.max_samples:
         splits = [(images[keep], labels[keep]) for images, labels in splits
                   for keep in [dataset.balanced_indices(labels, args.max_samples, args.seed)]]
@@ -609,7 +620,8 @@ def run(args, command):
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
     batched = isinstance(train_loader, batched_data.BatchedCifarLoader)
     loader_name = "batched loader (on the device)" if batched else "Albumentations DataLoader"
-    description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px)"
+    description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px" + (
+        f", evaluated on {len(val_set)} held-out training images)" if args.holdout else ")")
     log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
         f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch, {loader_name}")
     why = precision_reason(device, precision.name) if args.precision == "auto" else "as asked (--precision)"
@@ -663,13 +675,14 @@ def run(args, command):
                   scheduler_per_batch=per_batch, precision=precision, grad_clip=args.grad_clip, topk=5,
                   checkpoint_dir=output_dir if master else None,
                   save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
-                  test_name="val" if not cifar else "test", weight_average=weight_average)
+                  test_name="test" if cifar and not args.holdout else "val", weight_average=weight_average)
+    history["eval_split"] = (f"holdout {len(val_set)}" if args.holdout else "test" if cifar else "val")
     if recipe.tta_views > 1:
         started = time.perf_counter()
         tested = test(TestTimeAugmentation(unwrap(model), recipe.tta_views), device, val_loader, criterion,
                       precision=precision)
         history["test_acc_tta"], history["tta_seconds"] = tested.acc, time.perf_counter() - started
-        log(f"{'test' if cifar else 'val'} accuracy with {recipe.tta_views}-view test-time augmentation: "
+        log(f"{'test' if cifar and not args.holdout else 'val'} accuracy with {recipe.tta_views}-view test-time augmentation: "
             f"{tested.acc:.2f}%")
     if world > 1:
         log(replicas_agree(model))

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, replace
 ONE_CYCLE_FIELDS = ("pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase",
                     "cycle_momentum", "base_momentum", "max_momentum")
 # the LR schedules build_schedule makes; the first is the course's, the others are what it is compared with
-SCHEDULES = ("onecycle", "constant", "step", "warmup_cosine", "cosine")
+SCHEDULES = ("onecycle", "constant", "step", "warmup_cosine", "cosine", "warmup_step", "flat_cosine")
 
 
 @dataclass(frozen=True)
@@ -213,6 +213,36 @@ class WarmupCosine:
         return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
+class WarmupStep:
+    """The factor of a linear warm-up then step decay, per step: from ``1 / div_factor`` up to 1 over the
+    first ``warmup_steps`` (one cycle's warm-up), then 1, times ``gamma`` at each of ``drops`` (shares of
+    ``total_steps``: by default half-way and three quarters of the way, as in the classic ResNet schedules)."""
+
+    def __init__(self, total_steps, warmup_steps, div_factor, gamma=0.1, drops=(0.5, 0.75)):
+        self.total_steps, self.warmup_steps, self.div_factor = total_steps, warmup_steps, div_factor
+        self.gamma, self.drops = gamma, tuple(drops)
+
+    def __call__(self, step):
+        if step < self.warmup_steps:
+            start = 1.0 / self.div_factor
+            return start + (1.0 - start) * step / self.warmup_steps
+        return self.gamma ** sum(step >= share * self.total_steps for share in self.drops)
+
+
+class FlatCosine:
+    """The factor of fastai's ``fit_flat_cos``, per step: 1 for the first ``flat_steps``, then half a
+    cosine down to 0 at ``total_steps`` (no warm-up)."""
+
+    def __init__(self, total_steps, flat_steps):
+        self.total_steps, self.flat_steps = total_steps, flat_steps
+
+    def __call__(self, step):
+        import math
+
+        done = min(1.0, max(0, step - self.flat_steps) / max(1, self.total_steps - self.flat_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * done))
+
+
 def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, step_size=None, gamma=0.1):
     """One of ``SCHEDULES`` for ``optimizer`` (whose param groups start at ``max_lr`` times their
     ``lr_scale``, as ``build_optimizer(recipe, model, lr=max_lr)`` makes them). Returns the scheduler and
@@ -223,7 +253,11 @@ def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, ste
     * ``step``: ``max_lr``, times ``gamma`` every ``step_size`` epochs (default: a third of the epochs);
     * ``warmup_cosine``: linear warm-up from ``max_lr / div_factor`` over the recipe's ``pct_start`` of
       the steps, then a cosine down to 0 (per batch, ``WarmupCosine``);
-    * ``cosine``: cosine from ``max_lr`` down to 0 over the epochs, no warm-up (per epoch).
+    * ``cosine``: cosine from ``max_lr`` down to 0 over the epochs, no warm-up (per epoch);
+    * ``warmup_step``: one cycle's linear warm-up, then ``max_lr``, times ``gamma`` half-way and again
+      three quarters of the way through the steps (per batch, ``WarmupStep``);
+    * ``flat_cosine``: fastai's ``fit_flat_cos``: ``max_lr`` for 75% of the steps, then a cosine down to 0
+      (per batch, ``FlatCosine``).
     """
     import torch
     from torch.optim import lr_scheduler as schedulers
@@ -244,7 +278,12 @@ def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, ste
     if kind == "cosine":
         return schedulers.CosineAnnealingLR(optimizer, T_max=epochs), False
     total = epochs * steps_per_epoch
-    factor = WarmupCosine(total, max(1, round(recipe.pct_start * total)), recipe.div_factor)
+    warmup = max(1, round(recipe.pct_start * total))
+    factor = {"warmup_cosine": lambda: WarmupCosine(total, warmup, recipe.div_factor),
+              # OneCycleLR's own warm-up: it reaches max_lr at step pct_start * total - 1
+              "warmup_step": lambda: WarmupStep(total, max(1.0, recipe.pct_start * total - 1), recipe.div_factor,
+                                                gamma),
+              "flat_cosine": lambda: FlatCosine(total, round(0.75 * total))}[kind]()
     return schedulers.LambdaLR(optimizer, factor), True
 
 

@@ -200,3 +200,19 @@ def test_real_cifar10_statistics(capsys):
     assert "mean: (0.4914, 0.4822, 0.4465)" in printed and "std: (0.2470, 0.2435, 0.2616)" in printed
     np.testing.assert_allclose(mean, (0.4914, 0.4822, 0.4465), atol=5e-5)
     np.testing.assert_allclose(std, (0.2470, 0.2435, 0.2616), atol=5e-5)
+
+
+def test_holdout_split_is_class_balanced_fixed_for_every_run_and_disjoint_from_training():
+    labels = np.repeat(np.arange(10), 50)[np.random.default_rng(3).permutation(500)]
+    kept, held = dataset.holdout_split(labels, 100)
+    assert len(held) == 100 and np.bincount(labels[held]).tolist() == [10] * 10
+    assert len(np.intersect1d(kept, held)) == 0 and len(kept) + len(held) == 500
+    again_kept, again_held = dataset.holdout_split(labels, 100)
+    assert np.array_equal(held, again_held) and np.array_equal(kept, again_kept)  # no run seed enters it
+    assert not np.array_equal(held, dataset.holdout_split(labels, 100, seed=1)[1])
+    share = dataset.holdout_split(labels, 0.1)[1]
+    assert np.bincount(labels[share]).tolist() == [5] * 10  # a share of each class
+    with pytest.raises(ValueError, match="leaves class 0"):
+        dataset.holdout_split(np.array([0, 1, 1, 1]), 2)
+    with pytest.raises(ValueError, match="impossible"):
+        dataset.holdout_split(labels, 500)

@@ -90,3 +90,18 @@ def test_seconds_leaves_out_runs_stored_without_them_and_resumed_runs():
     assert math.isnan(experiments.seconds([{"seconds": None}]))
     assert experiments.clock(experiments.seconds([{"seconds": 300.0, "resumed": True}])) == "-"
     assert experiments.clock(1049.6) == "1050"
+
+
+
+def test_a_holdout_run_trains_without_the_held_out_images_and_reports_on_them_not_on_the_test_set(
+        tiny_cifar, tmp_path, capsys):  # noqa: F811
+    spec = RunSpec(max_lr=0.2, seed=0, epochs=1, options=TINY + ("--tta_views", "1"), holdout=20)
+    assert spec.key.endswith("--tta_views 1 holdout=20 seed=0") and "--holdout 20" in " ".join(spec.argv(None, "o"))
+    record = experiments.run(spec, tiny_cifar, tmp_path / "runs.json", tmp_path / "work", log=print)
+    held_out = capsys.readouterr().out
+    assert "44 training images at 32px, evaluated on 20 held-out training images" in held_out
+    assert record["eval_split"] == "holdout 20" and "  val loss " in held_out and "  test loss " not in held_out
+    assert all(abs(acc * 20 / 100 - round(acc * 20 / 100)) < 1e-6 for acc in record["test_acc"])  # of 20 images
+    tested = experiments.run(RunSpec(max_lr=0.2, seed=0, epochs=1, options=TINY + ("--tta_views", "1")), tiny_cifar,
+                             tmp_path / "runs.json", tmp_path / "work", log=print)
+    assert tested["eval_split"] == "test" and "64 training images at 32px)" in capsys.readouterr().out

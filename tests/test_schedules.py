@@ -80,3 +80,21 @@ def test_main_trains_with_warmup_cosine_per_batch_and_resumes_it_exactly(tiny_ci
     warmup = round(0.23 * total)
     assert lrs[0] == pytest.approx(0.2 / 5) and lrs[warmup] == pytest.approx(0.2)
     assert all(a > b for a, b in zip(lrs[warmup:], lrs[warmup + 1:]))  # stepped every batch, not every epoch
+
+
+def test_warmup_step_warms_up_as_one_cycle_then_divides_by_gamma_half_way_and_at_three_quarters():
+    lrs, per_batch = lrs_of("warmup_step", epochs=10, steps_per_epoch=10)
+    warmup, start = recipes.SPEEDRUN.pct_start * 100 - 1, 1.5 / recipes.SPEEDRUN.div_factor  # as OneCycleLR
+    expected = [start + (1.5 - start) * s / warmup if s < warmup else 1.5 if s < 50 else 0.15 if s < 75 else 0.015
+                for s in range(100)]
+    assert per_batch and lrs[:, 0].tolist() == pytest.approx(expected, rel=1e-6)
+    assert lrs[:, 1].tolist() == pytest.approx([64 * lr for lr in expected], rel=1e-6)
+    one_cycle, _ = lrs_of("onecycle", epochs=10, steps_per_epoch=10)
+    assert lrs[:23, 0].tolist() == pytest.approx(one_cycle[:23, 0].tolist(), rel=1e-6)  # the same warm-up
+
+
+def test_flat_cosine_holds_max_lr_for_three_quarters_then_follows_half_a_cosine_to_zero():
+    lrs, per_batch = lrs_of("flat_cosine", epochs=10, steps_per_epoch=10)
+    expected = [1.5 if s < 75 else 1.5 * 0.5 * (1 + math.cos(math.pi * (s - 75) / 25)) for s in range(100)]
+    assert per_batch and lrs[:, 0].tolist() == pytest.approx(expected, rel=1e-6, abs=1e-9)
+    assert lrs[-1, 0] < 0.02 and torch.allclose(lrs[:, 1], 64 * lrs[:, 0])
