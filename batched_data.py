@@ -104,6 +104,111 @@ class BatchedCifarLoader:
         return ((images.float() - self.mean) / self.std).to(self.dtype).permute(0, 3, 1, 2)
 
 
+def random_resized_boxes(n, height, width, scale, ratio, generator, device, tries=10):
+    """``(top, left, crop_height, crop_width)``, each a length-``n`` integer tensor: the crops of
+    Albumentations' (and torchvision's) ``RandomResizedCrop`` drawn for ``n`` images at once. An area share
+    uniform in ``scale`` and a log-uniform aspect ratio in ``ratio`` give a box; the first of ``tries``
+    draws that fits the image is kept, at a uniform position; an image none fits gets the centre crop of
+    the largest box within ``ratio`` (the whole image when its own ratio is inside)."""
+    import math
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand((n, tries), generator=generator, device=device)
+
+    area = uniform(scale[0], scale[1]) * (height * width)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    w, h = torch.round(torch.sqrt(area * aspect)), torch.round(torch.sqrt(area / aspect))
+    fits = (w > 0) & (w <= width) & (h > 0) & (h <= height)
+    first = torch.argmax(fits.int(), dim=1)  # the first draw that fits (0 when none does)
+    found = fits.any(dim=1)
+    pick = torch.arange(n, device=device)
+    w, h = w[pick, first].long(), h[pick, first].long()
+    fallback_w = min(width, round(height * ratio[1])) if width / height > ratio[1] else width
+    fallback_h = min(height, round(width / ratio[0])) if width / height < ratio[0] else height
+    w, h = torch.where(found, w, fallback_w), torch.where(found, h, fallback_h)
+    start = torch.rand((n, 2), generator=generator, device=device)
+    top = torch.where(found, ((height - h + 1) * start[:, 0]).long(), (height - h) // 2)
+    left = torch.where(found, ((width - w + 1) * start[:, 1]).long(), (width - w) // 2)
+    return top, left, h, w
+
+
+def crop_resize(images, top, left, height, width, size, flip=None):
+    """Each uint8 N x H x W x 3 image's box (``top``, ``left``, ``height``, ``width``) resized to ``size`` x
+    ``size`` with bilinear interpolation at half-pixel centres (as OpenCV's and PIL's resize), mirrored
+    where ``flip`` is true, in one ``grid_sample`` for the batch: float N x 3 x size x size, 0-255."""
+    n, full_h, full_w = images.shape[:3]
+    x = images.permute(0, 3, 1, 2).float()
+    theta = torch.zeros(n, 2, 3, device=x.device)
+    theta[:, 0, 0] = width / full_w * (1 - 2 * flip.float() if flip is not None else 1)
+    theta[:, 0, 2] = (2 * left + width) / full_w - 1
+    theta[:, 1, 1] = height / full_h
+    theta[:, 1, 2] = (2 * top + height) / full_h - 1
+    grid = nn.functional.affine_grid(theta, [n, 3, size, size], align_corners=False)
+    return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+class BatchedImageLoader:
+    """A batched loader over decoded images (``image_cache.cached_split``): uint8 N x S x S x 3, on the CPU
+    (a memory map is fine) or moved to ``device``. Training batches get a random-resized crop to ``size``
+    (area share in ``scale``, aspect ratio in 3/4..4/3, as ``dataset.imagenet_augmentations``) and a
+    horizontal flip (p=0.5), drawn for the whole batch with tensor operations; evaluation batches get the
+    folder path's centre crop (shorter side to ``size / 0.875``, centre ``size`` x ``size``). Then
+    normalisation, ``dtype``, channels_last. As ``BatchedCifarLoader``, every random choice of an epoch
+    comes from ``(seed, epoch)`` (``fit`` calls ``set_epoch``), so a resumed run is exact."""
+
+    def __init__(self, images, labels, batch_size, size, mean, std, train=True, device="cpu", scale=(0.35, 1.0),
+                 ratio=(3 / 4, 4 / 3), seed=0, dtype=torch.float32):
+        self.device = torch.device(device)
+        self.images = images if self.device.type == "cpu" else torch.as_tensor(images).to(self.device)
+        self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
+        self.batch_size, self.size, self.train, self.scale, self.ratio = batch_size, size, train, scale, ratio
+        self.dtype, self.seed, self.epoch = dtype, seed, 0
+        self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
+        self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.dataset = self.labels  # for code that asks len(loader.dataset)
+
+    def __len__(self):
+        n = len(self.labels)
+        return n // self.batch_size if self.train else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch):
+        """Derive this epoch's shuffling and crops from ``(seed, epoch)``."""
+        self.epoch = int(epoch)
+        self.generator.manual_seed(derive_seed(self.seed, epoch))
+
+    def batch(self, index):
+        """The uint8 images at ``index`` (a sorted index reads a memory map in order) on the device."""
+        if isinstance(self.images, torch.Tensor):
+            return self.images[index]
+        return torch.from_numpy(self.images[index.cpu().numpy()]).to(self.device)
+
+    def transform(self, images):
+        """Crop (random-resized when training, centre otherwise), flip when training, resize: float 0-255."""
+        n, height, width = images.shape[:3]
+        if self.train:
+            top, left, h, w = random_resized_boxes(n, height, width, self.scale, self.ratio, self.generator,
+                                                   self.device)
+            flip = torch.rand(n, generator=self.generator, device=self.device) < 0.5
+            return crop_resize(images, top, left, h, w, self.size, flip)
+        # dataset.imagenet_val_crop: shorter side to `resized`, then its centre size x size at whole pixels
+        resized = round(self.size / 0.875)
+        pixel = min(height, width) / resized  # one pixel of the resized image, in this image's pixels
+        crop = torch.full((n,), self.size * pixel, device=self.device)
+        top = (round(height / pixel) - self.size) // 2 * pixel
+        left = (round(width / pixel) - self.size) // 2 * pixel
+        return crop_resize(images, torch.full_like(crop, top), torch.full_like(crop, left), crop, crop, self.size)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = torch.randperm(n, device=self.device, generator=self.generator) if self.train \
+            else torch.arange(n, device=self.device)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            index = order[start:start + self.batch_size].sort().values
+            x = (self.transform(self.batch(index)) - self.mean) / self.std
+            yield x.to(self.dtype).contiguous(memory_format=torch.channels_last), self.labels[index]
+
+
 class TestTimeAugmentation(nn.Module):
     """``model``'s logits averaged over views of each input batch (N x C x H x W):
 

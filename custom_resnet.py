@@ -12,6 +12,10 @@ from torch import nn
 import torchvision
 
 
+class PretrainedWeightsError(RuntimeError):
+    """torchvision's pretrained weights could not be downloaded or read (offline, say)."""
+
+
 def conv_bn_relu(in_channels, out_channels, pool=False):
     """3x3 conv (no bias) -> [2x2 max-pool] -> BatchNorm -> ReLU.
 
@@ -89,15 +93,54 @@ class PatchWhitening(nn.Module):
     negatives (so no information is lost to the activation). Its first half of output channels then has
     a covariance close to the identity: every direction of a patch starts on an equal footing (David
     Page's "How to train your ResNet" part 8; Keller Jordan's airbench uses 2x2 patches). The filters
-    never train; the bias trains for the first ``bias_train_steps`` training steps (counted by the layer,
-    kept in its state) and is frozen after, as in airbench94."""
+    never train; the bias trains for the first ``bias_train_steps`` training steps and is frozen after,
+    as in airbench94.
+
+    The steps are counted on the host, by a hook that runs when a backward pass has added to the bias's
+    gradient, and the forward pass reads only the flag ``bias_trains``. Comparing a count kept on the GPU
+    would make every step wait for the GPU, and would break a ``torch.compile``d graph in two; this way the
+    compiled forward is one graph, compiled again once, when the bias freezes. The ``steps`` buffer keeps
+    the count (it stops at ``bias_train_steps``) in the state dict, so a resumed run freezes it at the same
+    step."""
 
     def __init__(self, in_channels=3, patch=2, eps=5e-4, bias_train_steps=0):
         super().__init__()
-        self.eps, self.bias_train_steps = eps, bias_train_steps
+        self.eps, self.trained_steps = eps, 0
         self.conv = nn.Conv2d(in_channels, 2 * in_channels * patch * patch, patch, bias=True)
         self.conv.weight.requires_grad_(False)
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+        self.bias_train_steps = bias_train_steps
+        self.conv.bias.register_post_accumulate_grad_hook(self._count_step)
+        self.register_load_state_dict_post_hook(self._restore_count)
+
+    def __setstate__(self, state):
+        """A copy (``copy.deepcopy``, unpickling) counts its own steps: tensors are copied without hooks."""
+        super().__setstate__(state)
+        self.conv.bias.register_post_accumulate_grad_hook(self._count_step)
+
+    @property
+    def bias_train_steps(self):
+        """The training steps of the bias before it freezes (``main.py`` sets it from the epochs)."""
+        return self._bias_train_steps
+
+    @bias_train_steps.setter
+    def bias_train_steps(self, steps):
+        self._bias_train_steps = steps
+        self.bias_trains = self.trained_steps < steps
+
+    def _count_step(self, bias):
+        """A backward pass reached the bias: one training step, counted on the host and, without reading
+        it back, in the buffer. Once frozen, none: a compiled graph's backward still calls it, gradient-less."""
+        if self.bias_trains:
+            self.trained_steps += 1
+            self.steps.add_(1)
+            self.bias_trains = self.trained_steps < self.bias_train_steps
+
+    @staticmethod
+    def _restore_count(module, incompatible_keys):
+        """After ``load_state_dict``: the host's count from the buffer (one read per load, none per step)."""
+        module.trained_steps = int(module.steps)
+        module.bias_trains = module.trained_steps < module.bias_train_steps
 
     @torch.no_grad()
     def initialize(self, images):
@@ -111,11 +154,8 @@ class PatchWhitening(nn.Module):
         return self
 
     def forward(self, x):
-        bias = self.conv.bias
-        if self.training and torch.is_grad_enabled():
-            if self.steps >= self.bias_train_steps:
-                bias = bias.detach()  # no gradient: SGD leaves it (and its weight decay) alone
-            self.steps += 1
+        # frozen: detached, so it gets no gradient and SGD leaves it (and its weight decay) alone
+        bias = self.conv.bias if self.bias_trains else self.conv.bias.detach()
         return nn.functional.gelu(nn.functional.conv2d(x, self.conv.weight, bias))
 
 
@@ -187,10 +227,10 @@ def resnet50(num_classes=1000, pretrained=False, cifar_stem=False, zero_init_res
     try:
         model = torchvision.models.resnet50(weights=weights)
     except (OSError, RuntimeError) as error:  # URLError is an OSError
-        raise RuntimeError(
-            f"Could not load the pretrained ResNet-50 weights ({weights.url}): {error}. They are "
-            "downloaded once into the torch hub cache; run once with network access, copy the file into "
-            f"{torch.hub.get_dir()}/checkpoints/, or train from scratch without --pretrained."
+        raise PretrainedWeightsError(
+            f"could not download (or read) the pretrained ResNet-50 weights {weights.url} ({error}). They are "
+            "downloaded once into the torch hub cache: run once with network access, copy the file into "
+            f"{torch.hub.get_dir()}/checkpoints/ (TORCH_HOME moves it), or train from scratch without --pretrained"
         ) from error
     if num_classes != model.fc.out_features:
         model.fc = nn.Linear(model.fc.in_features, num_classes)

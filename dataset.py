@@ -303,7 +303,7 @@ def write_image_folder(images, labels, class_names, root, split, quality=90):
 
 
 def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict_images=False, cutout_holes=0,
-                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.0):
+                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.0, holdout=None):
     """The train and val datasets of an ImageNet-style folder: ``(train_set, val_set, class_names)``.
 
     Training images get ``imagenet_train_transforms`` (with the optional cutout, rotation and colour
@@ -311,10 +311,16 @@ def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict
     ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
     ``val`` must hold the same class folders. ``max_samples`` keeps a class-balanced subset of at most
     that many images in each split. ``seed`` picks the subsets and, with the epoch, the training
-    augmentations (see ``AlbumentationsDataset``).
+    augmentations (see ``AlbumentationsDataset``). ``holdout`` (a count, or a share of each class below 1)
+    takes the evaluation set from the training folder instead (``holdout_split``), leaving ``val`` unseen.
     """
     train_paths, train_labels, class_names = image_folder(root, "train", max_samples=max_samples, seed=seed)
-    val_paths, val_labels, _ = image_folder(root, "val", class_names, max_samples=max_samples, seed=seed)
+    if holdout:
+        kept, held = holdout_split(train_labels, holdout)
+        val_paths, val_labels = [train_paths[i] for i in held], train_labels[held]
+        train_paths, train_labels = [train_paths[i] for i in kept], train_labels[kept]
+    else:
+        val_paths, val_labels, _ = image_folder(root, "val", class_names, max_samples=max_samples, seed=seed)
     train_transforms = imagenet_train_transforms(image_size, cutout_holes=cutout_holes, cutout_length=cutout_length,
                                                  rotate_degrees=rotate_degrees, color_jitter=color_jitter)
     train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels, strict_images), train_transforms, seed=seed)
@@ -503,13 +509,19 @@ def cifar_test_transforms(mean, std):
     return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
+def crop_scale(size):
+    """The range of the share of the image a random-resized crop keeps: torchvision's (0.08, 1) for
+    crops of 160 px and more, fastai's Imagenette (0.35, 1) below, where a smaller share leaves too little."""
+    return (0.08 if size >= 160 else 0.35, 1.0)
+
+
 def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_length=0, rotate_degrees=0.0,
                            color_jitter=0.0):
     """The ImageNet training augmentations as a list (uint8 in, uint8 out, no normalisation): random-resized
     crop, horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
     ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
     filled with the mean)."""
-    augmentations = [A.RandomResizedCrop(size=(size, size), scale=(0.08 if size >= 160 else 0.35, 1.0)),
+    augmentations = [A.RandomResizedCrop(size=(size, size), scale=crop_scale(size)),
                      A.HorizontalFlip(p=0.5)]
     if rotate_degrees:
         augmentations.append(A.Rotate(limit=rotate_degrees, border_mode=4, p=1.0))
@@ -539,15 +551,24 @@ def imagenet_val_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD):
     return A.Compose(imagenet_val_crop(size) + [A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
+def default_workers(cores, processes=1, most=16):
+    """DataLoader workers per process: the cores each of the ``processes`` on the machine gets, less one
+    for the process itself, at most ``most`` (torchvision's ImageNet reference uses 16). 1 on a 2-core
+    Colab machine, 11 per process for 8 GPUs on 96 cores, whose JPEG decoding a fixed 4 would starve."""
+    return max(0, min(most, cores // max(processes, 1) - 1))
+
+
 def make_loader(dataset, batch_size, train, device="cpu", workers=None, persistent=True, seed=0, num_replicas=1,
                 rank=0):
     """A DataLoader over an ``AlbumentationsDataset`` whose shuffling and augmentations are fixed by
     ``(seed, epoch)`` (an ``EpochSampler``; ``fit`` sets the epoch), so a resumed run is exact.
 
-    ``workers`` defaults to min(4, cores - 1) (0 on a single core); pinned memory on CUDA, persistent
-    workers, drop_last when training. ``num_replicas``/``rank`` shard the data for a distributed run."""
+    ``workers`` defaults to ``default_workers`` for the processes on this machine (torchrun's
+    LOCAL_WORLD_SIZE, else ``num_replicas``); pinned memory on CUDA, persistent workers, drop_last when
+    training. ``num_replicas``/``rank`` shard the data for a distributed run."""
     if workers is None:
-        workers = min(4, max(0, (os.cpu_count() or 1) - 1))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = default_workers(cores, int(os.environ.get("LOCAL_WORLD_SIZE", num_replicas)))
     sampler = EpochSampler(len(dataset), shuffle=train, seed=seed, num_replicas=num_replicas, rank=rank)
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, drop_last=train, num_workers=workers,

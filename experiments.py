@@ -41,6 +41,15 @@ class RunSpec:
     recipe: str = "speedrun"
     holdout: int = 0                # >0: trained without, and evaluated on, this many held-out training images
 
+    SPEC_OPTIONS = ("--scheduler", "--max_lr", "--lr", "--seed", "--epochs", "--recipe", "--holdout", "--output_dir",
+                    "--data_dir")
+
+    def __post_init__(self):
+        named = [option for option in self.options if option.split("=")[0] in self.SPEC_OPTIONS]
+        if named:  # in options they would train one run and store it under another name
+            raise ValueError(f"{', '.join(named)} in the further options: give it as the run's own setting "
+                             "(experiments.py --scheduler/--max_lr/--seeds/--epochs/--recipe/--holdout)")
+
     @property
     def key(self):
         """A readable, unique name: 'speedrun onecycle max_lr=recipe epochs=recipe seed=0'."""
@@ -173,6 +182,29 @@ def compare(records, reference, field_name="final_acc"):
     return mean - reference_mean, (spread ** 2 / n + reference_spread ** 2 / reference_n) ** 0.5
 
 
+# the 97.5% quantile of Student's t with 1..30 degrees of freedom: the half-width of a 95% interval is
+# T975[df] * sd / sqrt(n)
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
+        2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+
+
+def paired(records, reference, field_name="final_acc"):
+    """The per-seed differences ``records`` minus ``reference`` over the seeds both hold, their mean and
+    its 95% t-interval: ``(differences, mean, low, high)``. Pairing by seed removes what the two runs of
+    a seed share (the same initial weights, data order and augmentations), so it needs fewer seeds than
+    ``compare``. The interval is ``(-inf, inf)`` with fewer than two shared seeds."""
+    by_seed = {record["spec"]["seed"]: record[field_name] for record in reference}
+    differences = [record[field_name] - by_seed[record["spec"]["seed"]] for record in records
+                   if record["spec"]["seed"] in by_seed]
+    if not differences:
+        raise ValueError("the two groups of runs share no seed")
+    mean = statistics.mean(differences)
+    if len(differences) < 2:
+        return differences, mean, -math.inf, math.inf
+    half = T975[min(len(differences) - 1, len(T975)) - 1] * statistics.stdev(differences) / len(differences) ** 0.5
+    return differences, mean, mean - half, mean + half
+
+
 def seconds(records, field_name="seconds"):
     """The mean of ``field_name`` (a run's wall-clock seconds, or its ``tta_seconds``) over the records
     that have it (runs stored before a field existed lack it); NaN when none has it. A resumed run's
@@ -233,8 +265,11 @@ def main_cli(argv=None):
         print("\n".join(summary_lines(load_store(args.store).values())))
         return
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
-    specs = [RunSpec(args.scheduler, args.max_lr, seed, args.epochs, tuple(args.options), args.recipe, args.holdout)
-             for seed in args.seeds]
+    try:
+        specs = [RunSpec(args.scheduler, args.max_lr, seed, args.epochs, tuple(args.options), args.recipe, args.holdout)
+                 for seed in args.seeds]
+    except ValueError as error:
+        parser.error(str(error))
     try:
         records = ensure(specs, data_dir, args.store)
     except KeyboardInterrupt as stop:

@@ -24,7 +24,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from dataset import DataFormatError, DataNotFoundError
+from dataset import DataFormatError, DataNotFoundError, image_folder
 from progress import progress_bar
 
 URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"  # fastai/imagenette's README
@@ -33,6 +33,37 @@ URL = "https://s3.amazonaws.com/fast-ai-imageclas/imagenette2-160.tgz"  # fastai
 SIZE = 99_003_388
 SHA256 = "64d0c4859f35a461889e0147755a999a48b49bf38a7e0f9bd27003f10db02fe5"
 CHUNK = 1 << 20
+# images per class of imagenette2 (the split since December 2019: 9,469 training, 3,925 validation images),
+# counted in the public 224 px copy thunderInfy/imagenette (commit b850f030), the same split as fast.ai's archives
+FULL_COUNTS = {
+    "train": {"n01440764": 963, "n02102040": 955, "n02979186": 993, "n03000684": 858, "n03028079": 941,
+              "n03394916": 956, "n03417042": 961, "n03425413": 931, "n03445777": 951, "n03888257": 960},
+    "val": {"n01440764": 387, "n02102040": 395, "n02979186": 357, "n03000684": 386, "n03028079": 409,
+            "n03394916": 394, "n03417042": 389, "n03425413": 419, "n03445777": 399, "n03888257": 390},
+}
+
+
+def folder_counts(root):
+    """``{split: {class folder: images}}`` of an ImageNet-style folder's train and val splits."""
+    counts = {}
+    for split in FULL_COUNTS:
+        _, labels, names = image_folder(root, split)
+        counts[split] = {name: int((labels == index).sum()) for index, name in enumerate(names)}
+    return counts
+
+
+def not_full_imagenette(counts):
+    """For an image folder with Imagenette's classes, ``counts`` being ``{split: {wnid: images}}``: a sentence
+    saying how it differs from all of Imagenette (whose numbers the leaderboard reports), or None when it is
+    the full set or not Imagenette at all."""
+    if set(counts.get("train", {})) != set(FULL_COUNTS["train"]):
+        return None
+    short = {split: sum(counts[split].values()) for split in FULL_COUNTS if counts.get(split) != FULL_COUNTS[split]}
+    if not short:
+        return None
+    return ("this folder holds Imagenette's classes but not all of its images (" + ", ".join(
+        f"{split}: {short[split]:,} of {sum(FULL_COUNTS[split].values()):,}" for split in short) +
+        "): its accuracy is not comparable with the Imagenette leaderboard, which uses the full split")
 
 
 def download_imagenette(root="data", url=None, sha256=None, progress=None):

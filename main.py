@@ -73,6 +73,16 @@ def positive(kind):
     return parse
 
 
+def holdout_size(text):
+    """An argparse type: a number of images (an integer >= 1) or a share of each class (in (0, 1))."""
+    value = float(text)
+    if value >= 1 and value == int(value):
+        return int(value)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number of images (1, 2, ...) or a share in (0, 1), got {text}")
+    return value
+
+
 def dataset_name(text):
     """Case-insensitive data-set names with the documented aliases (ImageNet, imagenet1k, custom)."""
     key = text.lower().replace("-", "").replace("_", "")
@@ -148,13 +158,17 @@ def build_parser():
                       + recipe_help("image_size"))
     data.add_argument("--max_samples", type=positive(int), help="use a class-balanced subset of at most this "
                       "many images from each split (quick runs)")
-    data.add_argument("--holdout", type=positive(int), help="CIFAR: hold out this many training images, the same "
-                      "class-balanced ones for every seed (dataset.holdout_split), train on the rest and evaluate "
-                      "on them instead of the test set: the validation split on which settings are chosen")
+    data.add_argument("--holdout", type=holdout_size, help="hold out this many training images (or, below 1, this "
+                      "share of each class), the same class-balanced ones for every seed (dataset.holdout_split), "
+                      "train on the rest and evaluate on them instead of the test or val set: the validation split "
+                      "on which settings are chosen")
+    data.add_argument("--cache_dir", default=os.environ.get("IMAGE_CACHE_DIR", "data/image_cache"),
+                      help="image folders, batched loader: where the decoded images are kept (image_cache.py; "
+                      "default: IMAGE_CACHE_DIR or data/image_cache)")
     data.add_argument("--batch_size", type=positive(int), help="images per step, over all processes"
                       + recipe_help("batch_size"))
     data.add_argument("--workers", "--num_workers", type=int, help="DataLoader workers per process "
-                      "(default: min(4, cores - 1))")
+                      "(default: the cores per process on this machine less one, at most 16)")
     data.add_argument("--loader", choices=["auto", "albumentations", "batched"], default="auto",
                       help="how training batches are made: albumentations (a DataLoader, one image at a time in "
                       "worker processes) or batched (CIFAR only: the uint8 images on the training device, each "
@@ -317,8 +331,6 @@ def validate(parser, args):
         check((args.dataset == "imagefolder") == (args.recipe == "imagenet"),
               f"--recipe {args.recipe} is for {'image folders' if args.recipe == 'imagenet' else 'CIFAR'}")
         args.model = model
-    check(not (args.holdout and args.dataset == "imagefolder"), "--holdout applies to CIFAR; an image folder's "
-          "validation split is its own folder")
     check(args.model != "speedrun" or args.dataset != "imagefolder", "--model speedrun is built for 32x32 CIFAR images")
     args.model = args.model or ("resnet50" if args.dataset == "imagefolder" else "custom_resnet")
     check(not (args.model == "custom_resnet" and args.dataset == "imagefolder"),
@@ -482,7 +494,7 @@ def build_data(args):
     if args.dataset == "imagefolder":
         return dataset.image_folder_datasets(args.data_dir, args.image_size, args.max_samples, args.seed,
                                              args.strict_images, args.cutout_holes, args.cutout_length,
-                                             args.rotate_degrees, args.color_jitter)
+                                             args.rotate_degrees, args.color_jitter, args.holdout)
     splits = [dataset.load_cifar(args.dataset, args.data_dir, train=train) for train in (True, False)]
     if args.holdout:  # the validation split replaces the test set, which stays unseen
         images, labels = splits[0]
@@ -502,9 +514,9 @@ def build_data(args):
 def batched_loader_problem(args, world):
     """Why the batched loader cannot train these settings (CIFAR, one process, at most one cutout hole, no
     rotation), as the message for ``--loader batched``; None when it can."""
-    if args.dataset == "imagefolder":
-        return ("--loader batched works on CIFAR arrays; image folders train from the Albumentations DataLoader "
-                "(--loader albumentations)")
+    if args.dataset == "imagefolder" and (args.cutout_holes or args.rotate_degrees or args.color_jitter):
+        return ("--loader batched crops and flips image folders, with no cutout, rotation or colour jitter: use "
+                "--loader albumentations for those")
     if world != 1:
         return "--loader batched runs in one process; under torchrun use --loader albumentations"
     if args.rotate_degrees != 0:
@@ -517,11 +529,45 @@ def batched_loader_problem(args, world):
 
 def choose_loader(args, device, world):
     """``"batched"`` or ``"albumentations"``: ``--loader``, or for ``auto`` the batched loader wherever it
-    can train on CUDA, where one image at a time in a few CPU workers cannot keep the GPU busy."""
+    can train on CUDA, where one image at a time in a few CPU workers cannot keep the GPU busy, and for image
+    folders everywhere, where decoding every JPEG in every epoch costs as much as the ResNet-50 step."""
     if args.loader != "auto":
         return args.loader
     possible = batched_loader_problem(args, world) is None
-    return "batched" if possible and device.type == "cuda" else "albumentations"
+    return "batched" if possible and (device.type == "cuda" or args.dataset == "imagefolder") else "albumentations"
+
+
+def cached_images(args, split, class_names=None):
+    """A split of ``--data_dir`` decoded once (``image_cache``) at 1.25x the training size, with ``--max_samples``
+    applied as ``dataset.image_folder`` applies it: ``(images, labels, class_names)``."""
+    import dataset
+    import image_cache
+
+    images, labels, class_names = image_cache.cached_split(args.data_dir, split, round(args.image_size * 1.25),
+                                                           args.cache_dir, class_names, args.strict_images)
+    if args.max_samples and args.max_samples < len(labels):
+        keep = dataset.balanced_indices(labels, args.max_samples, args.seed)
+        images, labels = images[keep], labels[keep]
+    return images, labels, class_names
+
+
+def image_loaders(args, batch, device):
+    """BatchedImageLoaders over the decoded training and evaluation images (the val folder, or with
+    ``--holdout`` the held-out training images): the recipe's random-resized crop (the share of the area as
+    ``dataset.imagenet_augmentations``) and flip, as tensor operations."""
+    import batched_data
+    import dataset
+
+    images, labels, class_names = cached_images(args, "train")
+    if args.holdout:
+        kept, held = dataset.holdout_split(labels, args.holdout)
+        (images, labels), (val_images, val_labels) = (images[kept], labels[kept]), (images[held], labels[held])
+    else:
+        val_images, val_labels, _ = cached_images(args, "val", class_names)
+    common = dict(size=args.image_size, mean=dataset.IMAGENET_MEAN, std=dataset.IMAGENET_STD, device=device)
+    scale = dataset.crop_scale(args.image_size)
+    return (batched_data.BatchedImageLoader(images, labels, batch, train=True, scale=scale, seed=args.seed, **common),
+            batched_data.BatchedImageLoader(val_images, val_labels, batch, train=False, **common))
 
 
 def batched_loaders(args, train_set, val_set, batch, device):
@@ -531,6 +577,8 @@ def batched_loaders(args, train_set, val_set, batch, device):
     import batched_data
     import dataset
 
+    if args.dataset == "imagefolder":
+        return image_loaders(args, batch, device)
     images, labels = train_set.source.images, train_set.source.labels
     mean, std = dataset.channel_stats(images)
     cutout = args.cutout_length if args.cutout_holes else 0
@@ -609,21 +657,27 @@ def run(args, command):
     if args.model == "resnet50" and not args.pretrained:
         model_name += ", torchvision's init" if args.torchvision_init else ", zero-init residuals"
     cifar = args.dataset != "imagefolder"
-    model = precision.prepare(build_model(f"{args.model}_cifar" if cifar and args.model == "resnet50" else args.model,
-                                          len(class_names), args.pretrained,
-                                          zero_init_residual=not args.torchvision_init))
+    # in turn: rank 0 downloads --pretrained weights into the hub cache first, the others then read them
+    model = precision.prepare(in_turn(lambda: build_model(
+        f"{args.model}_cifar" if cifar and args.model == "resnet50" else args.model, len(class_names),
+        args.pretrained, zero_init_residual=not args.torchvision_init)))
     if args.model == "speedrun":
         model.whiten.initialize(train_loader.normalize(train_loader.images[:5000]))
         model.whiten.bias_train_steps = recipe.whiten_bias_epochs * len(train_loader)
     criterion = build_criterion(recipe)
     image_size = 32 if cifar else args.image_size
     folder = args.data_dir or os.environ.get(f"{args.dataset.upper()}_DIR", "data")
-    batched = isinstance(train_loader, batched_data.BatchedCifarLoader)
+    batched = isinstance(train_loader, (batched_data.BatchedCifarLoader, batched_data.BatchedImageLoader))
     loader_name = "batched loader (on the device)" if batched else "Albumentations DataLoader"
     description = f"{args.dataset} {folder} ({len(class_names)} classes, {len(train_set)} training images at {image_size}px" + (
         f", evaluated on {len(val_set)} held-out training images)" if args.holdout else ")")
     log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
         f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch, {loader_name}")
+    if not cifar:  # a subset of Imagenette says so before it trains
+        import imagenette
+        note = imagenette.not_full_imagenette(imagenette.folder_counts(args.data_dir))
+        if note:
+            log(f"note: {note}")
     why = precision_reason(device, precision.name) if args.precision == "auto" else "as asked (--precision)"
     log(f"precision {precision.name}: {why}" + ("; deterministic cuDNN" if args.deterministic else ""))
     log("recipe " + recipe.name + ": " + ", ".join(
@@ -698,7 +752,8 @@ def run(args, command):
 
 def resume_command(argv, args):
     """The command that continues an interrupted training run: the same options, ``--resume`` instead of
-    ``--overwrite``, and a finished range test's ``suggested_lr.json`` instead of ``--find_lr``."""
+    ``--overwrite``, and a finished range test's ``suggested_lr.json`` instead of ``--find_lr``; under
+    torchrun, started by ``torchrun --nproc_per_node=<processes per machine>``."""
     kept, skip_value = [], False
     for item in argv:
         if skip_value and not item.startswith("--"):
@@ -709,7 +764,21 @@ def resume_command(argv, args):
             kept.append(item)
     if args.find_lr:
         kept += ["--max_lr", str(args.report_dir / "suggested_lr.json")]
-    return shlex.join(["python", "main.py", *kept, "--resume"])
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    processes = os.environ.get("LOCAL_WORLD_SIZE", world)
+    launcher = ["python"] if world == 1 else ["torchrun", f"--nproc_per_node={processes}"]
+    return shlex.join([*launcher, "main.py", *kept, "--resume"])
+
+
+def remove_previous_run(output_dir):
+    """``--overwrite``: delete the previous run's last.pt, best.pt, epoch_<k>.pt, history.json and
+    curves.png in ``output_dir`` (nothing else) before this run starts, so that an interrupt in its first
+    epoch neither names the old run's epoch nor offers to resume the old run."""
+    folder = Path(output_dir).expanduser()
+    for path in folder.glob("*"):
+        numbered = path.name.startswith("epoch_") and path.name.endswith(".pt") and path.name[6:-3].isdigit()
+        if numbered or path.name in ("last.pt", "best.pt", "history.json", "curves.png"):
+            path.unlink(missing_ok=True)
 
 
 def one_line(error):
@@ -732,19 +801,25 @@ def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
     validate(parser, args)
+    master = int(os.environ.get("RANK", 0)) == 0
+    if args.overwrite and args.train and master:
+        remove_previous_run(args.output_dir)
     command = shlex.join(["python", "main.py", *(sys.argv[1:] if argv is None else argv)])
     if args.deterministic:  # cuBLAS reads this when it starts: before torch touches the GPU
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     import torch
+    from custom_resnet import PretrainedWeightsError
     from dataset import DataFormatError, DataNotFoundError
     from training_utils import CheckpointError, NonFiniteLossError
 
     previous_handler = signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         run(args, command)
-    except (DataNotFoundError, DataFormatError, CheckpointError, NonFiniteLossError) as error:
+    except (DataNotFoundError, DataFormatError, CheckpointError, NonFiniteLossError, PretrainedWeightsError) as error:
         sys.exit(f"main.py: error: {one_line(error)}")
     except KeyboardInterrupt:
+        if not master:  # rank 0 says how to continue, once
+            sys.exit(1)
         if not (Path(args.output_dir).expanduser() / "last.pt").exists():
             sys.exit("main.py: stopped before the first epoch finished: there is nothing to resume")
         sys.exit(f"main.py: stopped. Continue with: {resume_command(sys.argv[1:] if argv is None else argv, args)}")

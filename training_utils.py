@@ -192,15 +192,24 @@ def skipped_steps_allowed(scaler):
     """Inside it, PyTorch's warning that a scheduler stepped before the optimizer is silenced when
     ``scaler`` is an enabled GradScaler: it skips the optimizer step whenever the gradients overflow (fp16
     runs do on their first steps, while the scale settles), and the schedule is meant to advance with the
-    batches all the same. Every other warning still reaches the user."""
+    batches all the same. Every other warning still reaches the user. Without an enabled scaler it leaves
+    the warning filters alone."""
+    if scaler is None or not scaler.is_enabled():
+        yield
+        return
     with warnings.catch_warnings():
-        if scaler is not None and scaler.is_enabled():
-            warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
+        warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)` before")
         yield
 
 
 def _step_scheduler(scheduler, scaler):
-    """Step a per-batch scheduler, with ``skipped_steps_allowed(scaler)``."""
+    """Step a per-batch scheduler; its first step with ``skipped_steps_allowed(scaler)``, the only one at
+    which PyTorch checks the order. Not every step: leaving ``warnings.catch_warnings`` resets Python's
+    record of the warnings already shown, so a warning that recurs at every step (from the model, the loss
+    or the data) would print at every step instead of once."""
+    if getattr(scheduler, "_step_count", 1) > 1:
+        scheduler.step()
+        return
     with skipped_steps_allowed(scaler):
         scheduler.step()
 
@@ -448,6 +457,13 @@ def _check_compatible(state, model, epochs, steps_per_epoch, path):
                               "length: use the same --epochs and --batch_size, or start a new run.")
 
 
+def scheduler_state(scheduler):
+    """``scheduler.state_dict()`` without the functions in it, which ``torch.load(weights_only=True)``
+    refuses. torch 2.3 keeps OneCycleLR's anneal function there (``anneal_func``; torch 2.4 its name,
+    pytorch/pytorch#123775); the scheduler built again to resume has its own, which loading keeps."""
+    return {key: value for key, value in scheduler.state_dict().items() if not callable(value)}
+
+
 # ---------------------------------------------------------------------------------------------- fit
 def new_history():
     """An empty history: per-epoch metrics and time, and the LR and momentum at every step."""
@@ -503,8 +519,10 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
 
     ``scheduler`` is stepped per batch for OneCycleLR (or when ``scheduler_per_batch``), else per epoch.
     With ``checkpoint_dir``, ``last.pt`` is written after every epoch, ``best.pt`` when the test accuracy
-    improves and ``epoch_<k>.pt`` every ``save_every`` epochs, each atomically. ``resume`` (a checkpoint
-    path) restores model, optimizer, scheduler, scaler and history and continues the same schedule;
+    improves and ``epoch_<k>.pt`` every ``save_every`` epochs, each atomically, ``last.pt`` after the
+    others: an interrupt between two of them leaves ``last.pt`` at the epoch before, whose resumed run
+    writes them all again, never a ``best.pt`` that misses the epoch ``last.pt`` holds. ``resume`` (a
+    checkpoint path) restores model, optimizer, scheduler, scaler and history and continues the same schedule;
     because each epoch's randomness is derived from ``(seed, epoch, rank)`` (``start_epoch_randomness``),
     the resumed run is the straight run, bit for bit. Ctrl-C (or SIGTERM, turned into it by ``main.py``)
     stops after saying which checkpoint holds the last finished epoch.
@@ -553,7 +571,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
 
     def checkpoint(epoch):
         return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                "scheduler": scheduler_state(scheduler) if scheduler is not None else None,
                 "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch,
                 "epochs": epochs, "steps_per_epoch": len(train_loader), "history": history, "seed": seed,
                 "weight_average": weight_average.state_dict() if weight_average is not None else None}
@@ -588,14 +606,14 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             log(f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.3g}  train loss {trained.loss:.4f} "
                 f"acc {trained.acc:.2f}%  {test_name} loss {tested.loss:.4f} acc {tested.acc:.2f}%"
                 f"{top5}  {history['epoch_time'][-1]:.1f}s{skips}")
-            if checkpoint_dir is not None:
+            if checkpoint_dir is not None:  # last.pt last: an epoch it holds is in best.pt and epoch_<k>.pt too
                 state = checkpoint(epoch)
-                save_checkpoint(state, checkpoint_dir / "last.pt")
                 if tested.acc > best_acc:
                     best_acc = tested.acc
                     save_checkpoint(state, checkpoint_dir / "best.pt")
                 if save_every and epoch % save_every == 0:
                     save_checkpoint(state, checkpoint_dir / f"epoch_{epoch}.pt")
+                save_checkpoint(state, checkpoint_dir / "last.pt")
     except KeyboardInterrupt:  # it can land anywhere, even between writing last.pt and noting it: ask the file
         last = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
         saved = _saved_epoch(last) if last is not None else None

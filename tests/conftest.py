@@ -6,7 +6,8 @@ removes. On a small disk that ends in "No space left on device" halfway through.
 
 * pytest.ini keeps a test's ``tmp_path`` only when the test fails (``tmp_path_retention_policy``);
 * the processes the tests start (notebook kernels, ``main.py``, ``experiments.py``) get a temporary
-  root of their own (``TMPDIR``), removed when the session ends.
+  root of their own (``TMPDIR``), removed when the session ends; so do main.py's decoded image folders
+  (``IMAGE_CACHE_DIR``), which would otherwise land in ``./data/image_cache``.
 """
 import os
 import shutil
@@ -20,6 +21,7 @@ def pytest_configure(config):
     tempfile.gettempdir()  # pin this process's own root first: pytest's tmp_path folders stay where they were
     _children_tmp = tempfile.mkdtemp(prefix="pytest-children-")
     os.environ["TMPDIR"] = _children_tmp
+    os.environ["IMAGE_CACHE_DIR"] = os.path.join(_children_tmp, "image_cache")  # main.py's decoded image folders
 
 
 def pytest_unconfigure(config):

@@ -216,3 +216,11 @@ def test_holdout_split_is_class_balanced_fixed_for_every_run_and_disjoint_from_t
         dataset.holdout_split(np.array([0, 1, 1, 1]), 2)
     with pytest.raises(ValueError, match="impossible"):
         dataset.holdout_split(labels, 500)
+
+
+def test_loader_workers_are_sized_from_the_cores_of_each_process():
+    assert dataset.default_workers(cores=2) == 1  # Colab: one worker beside the training process
+    assert dataset.default_workers(cores=1) == 0  # the training process loads the data itself
+    assert dataset.default_workers(cores=96, processes=8) == 11  # 8 GPUs on 96 cores: 12 cores a process
+    assert dataset.default_workers(cores=256, processes=1) == 16  # at most 16
+    assert dataset.default_workers(cores=8, processes=8) == 0

@@ -2,6 +2,7 @@
 continues from its checkpoint, and a broken store or a failed run says so."""
 import json
 import math
+import statistics
 
 import pytest
 import torch
@@ -105,3 +106,29 @@ def test_a_holdout_run_trains_without_the_held_out_images_and_reports_on_them_no
     tested = experiments.run(RunSpec(max_lr=0.2, seed=0, epochs=1, options=TINY + ("--tta_views", "1")), tiny_cifar,
                              tmp_path / "runs.json", tmp_path / "work", log=print)
     assert tested["eval_split"] == "test" and "64 training images at 32px)" in capsys.readouterr().out
+
+
+def test_a_setting_of_the_run_among_the_further_options_is_refused_not_stored_under_another_name(capsys):
+    with pytest.raises(ValueError, match="--epochs in the further options: give it as the run's own setting"):
+        RunSpec(options=("--epochs", "8"))
+    with pytest.raises(SystemExit):
+        experiments.main_cli(["--seeds", "0", "--", "--max_lr=3"])
+    assert "--max_lr=3 in the further options" in capsys.readouterr().err
+    assert RunSpec(epochs=8, options=("--no-weight_average",)).key == (
+        "speedrun onecycle max_lr=recipe epochs=8 --no-weight_average seed=0")
+
+
+def test_paired_differences_come_with_a_95_percent_t_interval_over_the_shared_seeds():
+    def runs(values):
+        return [{"spec": {"seed": seed}, "final_acc": value} for seed, value in values.items()]
+
+    one_cycle = runs({0: 94.12, 1: 93.98, 2: 93.81, 3: 94.13})
+    other = runs({0: 93.92, 1: 93.84, 2: 93.79})  # seed 3 not run: left out
+    differences, mean, low, high = experiments.paired(other, one_cycle)
+    assert differences == pytest.approx([-0.20, -0.14, -0.02])
+    sd = statistics.stdev(differences)
+    assert mean == pytest.approx(-0.12) and high - mean == pytest.approx(4.303 * sd / 3 ** 0.5)  # t(0.975, 2)
+    assert low < mean < high < 0.2  # the interval holds 0 here: no difference shown
+    with pytest.raises(ValueError, match="share no seed"):
+        experiments.paired(runs({7: 93.0}), one_cycle)
+    assert experiments.paired(runs({0: 93.0}), one_cycle)[2:] == (-math.inf, math.inf)

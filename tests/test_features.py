@@ -218,6 +218,74 @@ def test_the_resume_command_replaces_find_lr_and_overwrite():
                        "--resume")
 
 
+def test_under_torchrun_the_resume_command_is_the_torchrun_command(monkeypatch):
+    from argparse import Namespace
+
+    from main import resume_command
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")  # two machines of four GPUs
+    command = resume_command(["--data_dir", "/data/imagenet", "--epochs", "16"], Namespace(find_lr=False))
+    assert command == "torchrun --nproc_per_node=4 main.py --data_dir /data/imagenet --epochs 16 --resume"
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_under_torchrun_only_rank_0_prints_the_resume_command(tmp_path, monkeypatch, rank):
+    import main
+    (tmp_path / "last.pt").write_bytes(b"a checkpoint")
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main, "run", interrupted)
+    for name, value in (("WORLD_SIZE", 2), ("LOCAL_WORLD_SIZE", 2), ("RANK", rank)):
+        monkeypatch.setenv(name, str(value))
+    with pytest.raises(SystemExit) as stopped:
+        main.main(["--dataset", "cifar10", "--epochs", "3", "--batch_size", "64", "--output_dir", str(tmp_path),
+                   "--resume"])
+    if rank == 0:
+        assert stopped.value.code == ("main.py: stopped. Continue with: torchrun --nproc_per_node=2 main.py --dataset "
+                                      f"cifar10 --epochs 3 --batch_size 64 --output_dir {tmp_path} --resume")
+    else:
+        assert stopped.value.code == 1  # no message: rank 0 prints it, once
+
+
+def test_overwrite_removes_the_previous_runs_files_and_nothing_else(tiny_cifar, tmp_path, monkeypatch):  # noqa: F811
+    """Interrupted in its first epoch, a run that replaced another has nothing to resume: the old run's
+    checkpoints, history and curves went when it started (an old last.pt would be offered for resuming)."""
+    import main
+    import training_utils
+    old_run = ["last.pt", "best.pt", "epoch_5.pt", "epoch_10.pt", "history.json", "curves.png"]
+    kept = ["notes.txt", "epoch_best.pt", "suggested_lr.json"]
+    for name in old_run + kept:
+        (tmp_path / name).write_text("the old run's")
+
+    def interrupted(*_, **__):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training_utils, "test", interrupted)  # Ctrl-C in the first evaluation
+    with pytest.raises(SystemExit) as stopped:
+        main.main(["--dataset", "cifar10", "--data_dir", str(tiny_cifar), "--epochs", "2", "--batch_size", "32",
+                   "--workers", "0", "--overwrite", "--output_dir", str(tmp_path)])
+    assert stopped.value.code == "main.py: stopped before the first epoch finished: there is nothing to resume"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
+
+
+def test_pretrained_weights_that_cannot_be_downloaded_end_in_one_line(tiny_folder, tmp_path, monkeypatch):  # noqa: F811
+    """Offline (here: through a proxy nothing listens on), with an empty torch hub cache, --pretrained ends
+    with one line that says what to do, not a traceback from urllib in every process."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    for name in ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    result = run_main("--data_dir", tiny_folder, "--pretrained", "--epochs", 1, "--batch_size", 16, "--workers", 0,
+                      "--output_dir", tmp_path / "run")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("main.py: error: could not download (or read) the pretrained ResNet-50 weights")
+    assert f"{tmp_path / 'torch_home'}/hub/checkpoints/" in last_line and "without --pretrained" in last_line
+
+
 # ------------------------------------------------------------------------- main.py's range-test options
 def main_range_test(folder, data_dir, *options):
     """Run main.py's range test alone (in this process) on the tiny CIFAR folder; returns its JSON and the

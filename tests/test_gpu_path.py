@@ -1,6 +1,7 @@
 """What the GPU path needs, shown on the CPU: a skipped fp16 step that does not make OneCycleLR warn,
 static compiled graphs through a partial evaluation batch, and main.py's precision rule and its reason;
 on a GPU (skipped without one), a deterministic resume that repeats the straight run bit for bit."""
+import time
 import warnings
 
 import pytest
@@ -9,7 +10,7 @@ from torch import nn
 
 import training_utils
 from tests.helpers import needs_cuda, resumed_run_equals_straight_run, sgd, synthetic_loaders, tiny_cnn
-from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
+from tests.test_main import ROOT, run_main, tiny_cifar  # noqa: F401 (a fixture)
 from training_utils import compile_model, train
 
 
@@ -40,6 +41,74 @@ def test_other_warnings_of_the_scheduler_still_reach_the_user(monkeypatch):
     scheduler = type("Scheduler", (), {"step": staticmethod(warn)})()
     with pytest.warns(UserWarning, match="something else"):
         training_utils._step_scheduler(scheduler, torch.amp.GradScaler("cpu", enabled=True))
+
+
+class WarnsEveryStep(nn.Module):
+    """``tiny_cnn`` that issues the same warning at every forward pass, as a deprecated call in a model does."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = tiny_cnn()
+
+    def forward(self, x):
+        warnings.warn("a warning repeated at every step")
+        return self.net(x)
+
+
+@pytest.mark.parametrize("scaling", [False, True])
+def test_a_warning_repeated_at_every_step_prints_once(scaling):
+    """Python shows a warning once per place; the scheduler's step must not reset that record at every step
+    (``warnings.catch_warnings`` does when it exits). With a GradScaler, the first step may reset it once."""
+    train_loader, _ = synthetic_loaders(n_train=512, batch_size=64)
+    model = WarnsEveryStep()
+    optimizer = sgd(model)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.1, total_steps=2 * len(train_loader))
+    scaler = torch.amp.GradScaler("cpu", enabled=scaling)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")  # Python's default: once per place
+        for _ in range(2):
+            train(model, "cpu", train_loader, optimizer, nn.functional.cross_entropy, scheduler, precision="fp32",
+                  scaler=scaler)
+    shown = [w for w in caught if "repeated at every step" in str(w.message)]
+    assert len(shown) == (2 if scaling else 1), f"{len(shown)} times in {2 * len(train_loader)} steps"
+
+
+def throughput_benchmark():
+    """benchmarks/throughput.py as a module."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("throughput", ROOT / "benchmarks" / "throughput.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_benchmarks_fp32_row_runs_without_tf32_and_restores_the_settings():
+    """On Ampere and later GPUs cuDNN computes fp32 convolutions in TF32 unless told not to: the plain fp32
+    row turns TF32 off for its steps, and the rows after it run with the settings as they were."""
+    benchmark = throughput_benchmark()
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = True
+        with benchmark.row_context("fp32"):
+            assert not torch.backends.cuda.matmul.allow_tf32 and not torch.backends.cudnn.allow_tf32
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+        with benchmark.row_context("bf16"):
+            assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+def test_the_benchmarks_matmul_peak_is_timed_over_at_least_its_minimum_time():
+    """Five products take under a millisecond on an H200, too short to time: the peak is measured over rounds
+    that double until one lasts the minimum time (0.5 s on CUDA); on the CPU one product is enough."""
+    benchmark = throughput_benchmark()
+    start = time.perf_counter()
+    assert benchmark.matmul_peak(torch.device("cpu"), torch.float32, size=64, min_seconds=0.2) > 0
+    assert time.perf_counter() - start >= 0.2
+    start = time.perf_counter()
+    assert benchmark.matmul_peak(torch.device("cpu"), torch.float32, size=64) > 0
+    assert time.perf_counter() - start < 0.2
 
 
 def test_a_compiled_model_keeps_static_graphs_through_a_partial_batch():

@@ -358,8 +358,8 @@ def test_the_specifications_calls_in_a_notebook_show_the_graph_and_print_the_sug
     ``plot_training_history(history)`` in a fresh Jupyter kernel, without ``%matplotlib inline``."""
     from pathlib import Path
 
-    import nbformat
-    from nbclient import NotebookClient
+    nbformat = pytest.importorskip("nbformat")
+    NotebookClient = pytest.importorskip("nbclient").NotebookClient
 
     monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel picks its own (inline) backend, as in Jupyter
     notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in

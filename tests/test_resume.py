@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import dataset
-from tests.helpers import MEAN, STD, tiny_cnn
+from tests.helpers import MEAN, STD, sgd, synthetic_loaders, tiny_cnn
 from tests.test_main import run_main, tiny_cifar  # noqa: F401  (fixture)
 from training_utils import fit, load_checkpoint, prepare_model
 from utils import seed_everything
@@ -165,3 +165,55 @@ def test_the_printed_resume_command_continues_a_seed_2_run_exactly(tiny_cifar, t
         assert resumed["epoch"] == 2 and resumed["seed"] == 2, name
         for key, tensor in straight.items():
             assert torch.equal(tensor, resumed["model"][key]), (name, key)
+
+
+def two_epochs(checkpoint_dir, resume=None, save_every=0, as_torch_2_3=False):
+    """Two epochs of ``tiny_cnn`` on generated images under OneCycleLR, checkpoints in ``checkpoint_dir``;
+    returns the model and the history. ``as_torch_2_3``: the OneCycleLR as torch 2.3 builds it, its anneal
+    function in ``anneal_func``, which its ``state_dict()`` holds (torch/optim/lr_scheduler.py at v2.3.0
+    and v2.3.1; from v2.4.0 it holds the name, ``_anneal_func_type``: pytorch/pytorch#123775)."""
+    seed_everything(0)
+    train_loader, test_loader = synthetic_loaders(n_train=256, batch_size=64)
+    model = prepare_model(tiny_cnn(), "cpu")
+    optimizer = sgd(model)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=2, steps_per_epoch=len(train_loader))
+    if as_torch_2_3:
+        scheduler.anneal_func = scheduler._annealing_cos
+        del scheduler._anneal_func_type
+    history = fit(model, "cpu", train_loader, test_loader, optimizer, torch.nn.CrossEntropyLoss(), 2, scheduler,
+                  precision="fp32", checkpoint_dir=checkpoint_dir, resume=resume, save_every=save_every, **QUIET)
+    return model, history
+
+
+def test_an_interrupt_between_two_checkpoint_files_never_leaves_best_pt_behind(tmp_path, monkeypatch):
+    """Ctrl-C can land between the files of an epoch. Here it lands at the second file of epoch 2, the best
+    epoch; resumed from last.pt, the run still ends with best.pt holding epoch 2 (were last.pt written first,
+    it would hold epoch 2 and best.pt epoch 1, for good: the resumed run has nothing left to do)."""
+    import training_utils
+
+    real_save, written = training_utils.save_checkpoint, []
+
+    def ctrl_c_at_the_second_file_of_epoch_2(state, path):
+        written.append(state["epoch"])
+        if written.count(2) == 2:
+            raise KeyboardInterrupt
+        real_save(state, path)
+
+    monkeypatch.setattr(training_utils, "save_checkpoint", ctrl_c_at_the_second_file_of_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        two_epochs(tmp_path)
+    monkeypatch.undo()
+    _, history = two_epochs(tmp_path, resume=tmp_path / "last.pt")
+    assert history["test_acc"][1] > history["test_acc"][0]  # epoch 2 is the best
+    assert load_checkpoint(tmp_path / "best.pt")["epoch"] == load_checkpoint(tmp_path / "last.pt")["epoch"] == 2
+
+
+def test_a_checkpoint_of_torch_2_3s_one_cycle_schedule_loads_safely_and_resumes_exactly(tmp_path):
+    """requirements.txt allows torch 2.3, whose OneCycleLR state holds a function: saved as it is, the
+    checkpoint would be refused by torch.load(weights_only=True). Saved without it, it loads and resumes."""
+    straight, _ = two_epochs(tmp_path / "straight", save_every=1, as_torch_2_3=True)
+    saved = load_checkpoint(tmp_path / "straight" / "epoch_1.pt")["scheduler"]
+    assert saved["last_epoch"] == 4 and not any(callable(value) for value in saved.values())
+    resumed, _ = two_epochs(tmp_path / "resumed", resume=tmp_path / "straight" / "epoch_1.pt", as_torch_2_3=True)
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name

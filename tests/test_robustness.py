@@ -167,5 +167,5 @@ def test_the_interrupt_message_names_what_last_pt_holds_at_every_point_of_an_epo
         assert f"{last} holds epoch {load_checkpoint(last)['epoch']}" in messages[-1]
     else:
         assert "no epoch finished, nothing to resume" in messages[-1]
-    after = where not in ("train", "test", "inside last.pt")  # last.pt already holds this epoch
+    after = where == "last.pt"  # written last: only then does it hold this epoch (best.pt, epoch_<k>.pt come first)
     assert (f"after epoch {epoch} was saved" if after else f"during epoch {epoch}") in messages[-1]

@@ -79,6 +79,8 @@ def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
     small = ["--image_size", "32", "--lr_iter", "8", "--workers", "0", "--output_dir", str(tmp_path / "out")]
     if "CIFAR100" in argv:
         small += ["--data_dir", str(cifar100), "--batch_size", "32"]
+    elif "--use_albumentation" not in argv:  # 8 range-test steps on 64 generated images fall only by chance;
+        small += ["--loader", "albumentations"]  # these do on the DataLoader path (the batched one: test_image_cache)
     result = subprocess.run([sys.executable, "train_resnet50_one_cycle.py", *argv, *small], cwd=ROOT,
                             capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,7 +106,8 @@ def test_lr_finder_workflow_range_test_then_training(tiny_folder, tmp_path):  # 
     results = tmp_path / "custom_results"
     found = run_main("--batch_size", 16, "--find_lr", "--lr_start", "1e-07", "--lr_end", 10, "--lr_iter", 20,
                      "--lr_plot", results / "my_lr_finder.png", "--data_dir", tiny_folder, "--epochs", 1, "--no_plots",
-                     "--image_size", 32, "--num_workers", 0, "--output_dir", tmp_path / "outputs")
+                     "--image_size", 32, "--num_workers", 0, "--output_dir", tmp_path / "outputs",
+                     "--loader", "albumentations")  # a DataLoader run (--num_workers); its steps fall on this seed
     assert found.returncode == 0, found.stderr[-2000:]
     assert {p.name for p in results.iterdir()} == {"my_lr_finder.png", "lr_finder_log.txt", "suggested_lr.json"}
     report = json.loads((results / "suggested_lr.json").read_text())
@@ -124,7 +127,8 @@ def test_run_lr_finder_script_and_documented_flags(tiny_folder, tmp_path):  # no
     result = subprocess.run([sys.executable, "run_lr_finder.py", "--data_dir", str(tiny_folder), "--batch_size", "8",
                              "--lr_start", "1e-07", "--lr_end", "10", "--lr_iter", "epoch", "--lr_advanced",
                              "--max_samples", "48", "--image_size", "32", "--num_workers", "0",
-                             "--output_dir", str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                             "--output_dir", str(tmp_path), "--loader", "albumentations"],  # as above
+                            cwd=ROOT, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "suggested_lr.json").read_text())

@@ -46,7 +46,37 @@ def test_the_whitening_bias_trains_for_its_steps_then_stops():
         layer(correlated_images(4).requires_grad_()).sum().backward()
         grads.append(layer.conv.bias.grad)
     assert grads[0] is not None and grads[1] is not None and grads[2] is None and grads[3] is None
-    assert int(layer.steps) == 4 and "steps" in layer.state_dict()  # the count resumes with a checkpoint
+    assert int(layer.steps) == 2 and "steps" in layer.state_dict()  # the count resumes with a checkpoint
+    restored = PatchWhitening(bias_train_steps=3)
+    restored.load_state_dict(layer.state_dict())
+    assert restored.trained_steps == 2 and restored.bias_trains  # one step left
+    restored(correlated_images(4).requires_grad_()).sum().backward()
+    assert restored.trained_steps == 3 and not restored.bias_trains
+
+
+def test_a_speedrun_training_step_has_no_graph_break_and_compiles_once_per_phase_of_the_bias():
+    """The whitening layer counts its steps on the host: a training step reads no device tensor back (on a
+    GPU, a sync per step; under torch.compile, a graph break), and the compiled net is compiled twice in
+    all, before and after the bias freezes, not once per step."""
+    images = correlated_images(8)
+    model = SpeedrunNet(widths=(8, 8, 8), whiten_bias_train_steps=2).train()
+    model.whiten.initialize(images)
+    torch._dynamo.reset()
+    assert torch._dynamo.explain(model)(images).graph_break_count == 0
+    graphs = []
+
+    def counting_backend(graph_module, example_inputs):  # with AOTAutograd's backward, as the default backend
+        graphs.append(graph_module)
+        return torch._dynamo.lookup_backend("aot_eager")(graph_module, example_inputs)
+
+    compiled = torch.compile(model, backend=counting_backend, dynamic=False)
+    trained = []
+    for _ in range(5):
+        model.zero_grad(set_to_none=True)
+        compiled(images).sum().backward()
+        trained.append(model.whiten.conv.bias.grad is not None)
+    assert trained == [True, True, False, False, False] and len(graphs) == 2
+    assert model.whiten.trained_steps == int(model.whiten.steps) == 2  # as without torch.compile
 
 
 class FlipSymmetric(nn.Module):

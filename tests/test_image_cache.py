@@ -1,0 +1,143 @@
+"""The image-folder fast path: images decoded once into a cache that follows the folder (image_cache), and
+batches cropped and flipped as tensor operations (batched_data.BatchedImageLoader) with the statistics of
+the Albumentations path, exact per epoch, through main.py too; and the message for a partial Imagenette."""
+import json
+import os
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import dataset
+import image_cache
+import imagenette
+from batched_data import BatchedImageLoader
+from tests.helpers import resumed_run_equals_straight_run
+from tests.test_main import run_main, tiny_folder  # noqa: F401 (a fixture)
+
+
+def coordinate_image(size=160):
+    """Red grows with the column, green with the row: a crop's corners tell where it came from."""
+    ramp = np.round(np.linspace(0, 255, size))
+    image = np.full((size, size, 3), 128, dtype=np.uint8)
+    image[..., 0], image[..., 1] = ramp[None, :], ramp[:, None]
+    return image
+
+
+def crop_statistics(batch):
+    """Per image (N x 3 x H x W, 0-255): crop width and height as shares of the image, centre column and
+    row as shares, and whether it is mirrored."""
+    red, green = batch[:, 0], batch[:, 1]
+    left, right = red[:, :, 0].mean(1), red[:, :, -1].mean(1)
+    top, bottom = green[:, 0, :].mean(1), green[:, -1, :].mean(1)
+    return torch.stack([(right - left).abs() / 255, (bottom - top) / 255, (left + right) / 510,
+                        (top + bottom) / 510, (right < left).float()], 1)
+
+
+def identity_loader(images, train, size=32, seed=0):
+    """A loader that leaves pixel values 0-255 (mean 0, std 1/255), one batch of all images."""
+    return BatchedImageLoader(images, np.zeros(len(images)), len(images), size, (0, 0, 0), (1 / 255,) * 3,
+                              train=train, seed=seed)
+
+
+def test_batched_crops_and_flips_have_the_statistics_of_the_albumentations_path():
+    image, n = coordinate_image(), 3000
+    folder_path = A.Compose(dataset.imagenet_augmentations(32)[:2], seed=0)  # random-resized crop and flip
+    expected = torch.stack([torch.tensor(folder_path(image=image)["image"]).permute(2, 0, 1).float()
+                            for _ in range(n)])
+    loader = identity_loader(np.repeat(image[None], n, 0), train=True)
+    loader.set_epoch(1)
+    batch, _ = next(iter(loader))
+    a, b = crop_statistics(expected), crop_statistics(batch.float())
+    quantiles = torch.tensor([0.1, 0.5, 0.9])
+    for column, name in enumerate(("width", "height", "centre x", "centre y", "flipped")):
+        assert abs(a[:, column].mean() - b[:, column].mean()) < 0.02, name
+        if name != "flipped":
+            assert torch.allclose(a[:, column].quantile(quantiles), b[:, column].quantile(quantiles), atol=0.02), name
+    assert b[:, 0].min() > 0.45 and b[:, 0].max() <= 1.0  # about sqrt(0.35 * 3/4) of the side at least, within it
+
+
+def test_evaluation_batches_are_the_folder_paths_centre_crop():
+    image = coordinate_image()
+    batch, _ = next(iter(identity_loader(image[None], train=False)))
+    expected = A.Compose(dataset.imagenet_val_crop(32))(image=image)["image"]
+    assert np.abs(batch[0].permute(1, 2, 0).numpy() - expected).max() < 1.0
+
+
+def test_an_epoch_is_fixed_by_seed_and_epoch_and_differs_between_epochs():
+    images = np.repeat(coordinate_image(64)[None], 8, 0)
+    first, again = identity_loader(images, True, seed=3), identity_loader(images, True, seed=3)
+    first.set_epoch(2), again.set_epoch(2)
+    a, b = next(iter(first))[0], next(iter(again))[0]
+    assert torch.equal(a, b)
+    again.set_epoch(3)
+    assert not torch.equal(a, next(iter(again))[0])
+
+
+def write_jpegs(folder, count, size=(48, 64)):
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        for wnid in ("n01440764", "n03888257"):
+            (folder / split / wnid).mkdir(parents=True, exist_ok=True)
+            for index in range(count):
+                Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(
+                    folder / split / wnid / f"{index}.JPEG")
+
+
+def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(tmp_path):
+    root, cache = tmp_path / "folder", tmp_path / "cache"
+    write_jpegs(root, 3)
+    images, labels, classes = image_cache.cached_split(root, "train", 40, cache)
+    assert images.shape == (6, 40, 40, 3) and images.dtype == np.uint8 and isinstance(images, np.memmap)
+    assert labels.tolist() == [0, 0, 0, 1, 1, 1] and classes == ["n01440764", "n03888257"]
+    with Image.open(root / "train" / "n01440764" / "0.JPEG") as first:  # 48 x 64: shorter side to 40, centre
+        expected = np.asarray(first.convert("RGB").resize((53, 40), Image.BILINEAR))[:, 6:46]
+    assert np.array_equal(images[0], expected)
+    built = {path.name: path.stat().st_mtime_ns for path in cache.iterdir()}
+    image_cache.cached_split(root, "train", 40, cache)
+    assert {path.name: path.stat().st_mtime_ns for path in cache.iterdir()} == built  # read, not rebuilt
+    (root / "train" / "n03888257" / "3.JPEG").write_text("not an image")
+    with pytest.warns(UserWarning, match="cannot decode image .*3.JPEG"):
+        images, labels, _ = image_cache.cached_split(root, "train", 40, cache)
+    assert len(labels) == 7 and labels[-1] == dataset.SKIPPED_LABEL  # the loss ignores it
+    assert len(list(cache.iterdir())) == 2 and set(built).isdisjoint(path.name for path in cache.iterdir())
+    os.utime(root / "train" / "n01440764" / "1.JPEG", ns=(1, 1))  # a replaced file: same name, new time
+    with pytest.warns(UserWarning, match="cannot decode image"):  # rebuilt: the broken file is met again
+        image_cache.cached_split(root, "train", 40, cache)
+    assert len(list(cache.iterdir())) == 2
+
+
+def test_main_trains_an_image_folder_from_the_cache_and_resumes_it_exactly(tiny_folder, tmp_path):  # noqa: F811
+    common = ["--data_dir", tiny_folder, "--epochs", 3, "--batch_size", 16, "--image_size", 32, "--save_every", 1,
+              "--cache_dir", tmp_path / "cache", "--no_plots", "--holdout", 0.25]
+    straight, _ = resumed_run_equals_straight_run(run_main, common, tmp_path)
+    assert "48 training images at 32px, evaluated on 16 held-out training images" in straight.stdout
+    assert "batched loader" in straight.stdout and "  val loss " in straight.stdout
+    assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # the val folder was never decoded
+
+
+def test_a_partial_imagenette_is_named_before_training_and_the_full_one_is_not():
+    full = {split: dict(counts) for split, counts in imagenette.FULL_COUNTS.items()}
+    assert imagenette.not_full_imagenette(full) is None
+    assert imagenette.not_full_imagenette({"train": {"a": 3}, "val": {"a": 1}}) is None  # not Imagenette
+    partial = {"train": {wnid: 300 for wnid in full["train"]}, "val": full["val"]}
+    assert imagenette.not_full_imagenette(partial) == (
+        "this folder holds Imagenette's classes but not all of its images (train: 3,000 of 9,469): its accuracy "
+        "is not comparable with the Imagenette leaderboard, which uses the full split")
+
+
+def test_the_throughput_benchmark_puts_both_resnet50_data_paths_beside_the_model_step(tmp_path, capsys):
+    from tests.test_gpu_path import throughput_benchmark
+
+    report = tmp_path / "r50.json"
+    throughput_benchmark().main(["--model", "resnet50", "--device", "cpu", "--batch_size", "4", "--steps", "1",
+                                 "--warmup", "0", "--image_size", "32", "--json", str(report)])
+    table = capsys.readouterr().out
+    assert "| (e) folder: decode + crop per image, DataLoader |" in table and "| (f) decoded once" in table
+    summary = json.loads(report.read_text())
+    assert [row["path"][:3] for row in summary["rows"]] == ["(e)", "(f)"] and summary["model"] == "resnet50"
+    for row in summary["rows"]:
+        assert row["ratio_to_model_step"] == pytest.approx(row["with_data_img_s"] / summary["model_step_img_s"], 0.01)
+    assert summary["folder_pipeline_img_s"] > 0 and summary["batched_pipeline_img_s"] > 0
