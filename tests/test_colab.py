@@ -173,3 +173,12 @@ def test_set_repo_url_rewrites_badges_and_setup_cells_only(tmp_path):
     bad = subprocess.run([sys.executable, str(ROOT / "tools" / "set_repo_url.py"), "git@github.com:x/y"],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "is not a GitHub repository address" in bad.stderr
+
+
+def test_setup_cell_says_plainly_when_the_repository_has_no_public_address_yet(tmp_path):
+    source = setup_cell("S10.ipynb").source  # as committed: REPO_URL is the placeholder until publishing
+    assert "your-account" in notebook_common.REPO_URL, "published: this test's premise is gone, remove it"
+    done = run_cell(source, tmp_path, colab=True)
+    assert done.returncode != 0 and "this repository has no public address yet" in done.stderr
+    assert notebook_common.REPO_URL in done.stderr and "tools/set_repo_url.py" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no clone was tried

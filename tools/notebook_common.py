@@ -24,6 +24,7 @@ SETUP_TEMPLATE = '''# Colab setup; outside Colab this cell only says so. In Cola
 # not the tests' requirements-dev.txt) lists and Colab lacks (never torch or torchvision: Colab's own
 # CUDA builds stay), and names the GPU.
 REPO_URL = "{repo_url}"  # this repository (README: "Running in Colab")
+PLACEHOLDER = "github.com/your-account/"  # REPO_URL before the repository has a public address
 import os
 import sys
 
@@ -53,6 +54,11 @@ def colab_setup():
     import importlib.util
     import subprocess
     if importlib.util.find_spec("recipes") is None:
+        if PLACEHOLDER in REPO_URL:
+            raise RuntimeError(f"this repository has no public address yet: REPO_URL ({{REPO_URL}}) is a "
+                               "placeholder. Upload the repository's folder to this runtime (Files pane) and "
+                               "open the notebook from inside it, or publish the repository, run "
+                               "tools/set_repo_url.py with its address, and set REPO_URL above to it.")
         folder = os.path.abspath(REPO_URL.rstrip("/").split("/")[-1].removesuffix(".git"))
         if not os.path.isdir(folder):
             done = subprocess.run(["git", "clone", "--quiet", REPO_URL, folder], capture_output=True, text=True)
