@@ -2,6 +2,9 @@
 accuracy per epoch, accuracy with test-time augmentation, seconds and machine) goes into a JSON store, so
 a lesson can show dozens of runs without repeating them, and a long experiment can stop and continue.
 
+A record may carry ``chosen_on`` ("test set"): its comparison picked a setting on the split that reports
+it, so it stays for the record but backs no claim (``--list`` says so).
+
 A run is named by a ``RunSpec`` (recipe, schedule, max LR, seed, epochs and any other ``main.py``
 options, such as a trick switched off). ``ensure`` runs the specs the store does not hold yet, one after
 the other, and returns every record; a run interrupted half-way continues from its last checkpoint
@@ -259,7 +262,10 @@ def main_cli(argv=None):
         for key, record in load_store(args.store).items():
             timed = clock(record.get("seconds") or math.nan) + " s"  # older runs lack the field
             resumed = ", resumed: the seconds are its last part's" if record.get("resumed") else ""
-            print(f"{record['final_acc']:6.2f}%  {timed:>9s}  {key}  ({record['machine'].split(',')[0]}{resumed})")
+            chosen = f"; its LR was chosen on the {record['chosen_on']}: it backs no claim" \
+                if record.get("chosen_on") else ""
+            print(f"{record['final_acc']:6.2f}%  {timed:>9s}  {key}  ({record['machine'].split(',')[0]}{resumed}"
+                  f"{chosen})")
         return
     if args.summary:
         print("\n".join(summary_lines(load_store(args.store).values())))

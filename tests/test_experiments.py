@@ -132,3 +132,15 @@ def test_paired_differences_come_with_a_95_percent_t_interval_over_the_shared_se
     with pytest.raises(ValueError, match="share no seed"):
         experiments.paired(runs({7: 93.0}), one_cycle)
     assert experiments.paired(runs({0: 93.0}), one_cycle)[2:] == (-math.inf, math.inf)
+
+
+def test_list_says_which_stored_runs_had_a_setting_chosen_on_the_test_set(tmp_path, capsys):
+    base = {"spec": {"seed": 0}, "final_acc": 93.0, "seconds": 1000.0, "machine": "AMD EPYC, 2 cores"}
+    store = tmp_path / "runs.json"
+    experiments.save_record({**base, "key": "speedrun constant max_lr=0.75 epochs=recipe seed=0",
+                             "chosen_on": "test set"}, store)
+    experiments.save_record({**base, "key": "speedrun onecycle max_lr=recipe epochs=recipe seed=0"}, store)
+    experiments.main_cli(["--store", str(store), "--list"])
+    constant, one_cycle = capsys.readouterr().out.splitlines()
+    assert constant.endswith("(AMD EPYC; its LR was chosen on the test set: it backs no claim)")
+    assert one_cycle.endswith("(AMD EPYC)")
