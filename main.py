@@ -511,6 +511,16 @@ def build_data(args):
     return train_set, val_set, dataset.class_names(args.dataset)
 
 
+def note_partial_imagenette(data_dir, log):
+    """A folder with Imagenette's classes but not all its images says so before it trains: its accuracy is
+    not the leaderboard's."""
+    import imagenette
+
+    note = imagenette.not_full_imagenette(imagenette.folder_counts(data_dir))
+    if note:
+        log(f"note: {note}")
+
+
 def batched_loader_problem(args, world):
     """Why the batched loader cannot train these settings (CIFAR, one process, at most one cutout hole, no
     rotation), as the message for ``--loader batched``; None when it can."""
@@ -673,11 +683,8 @@ def run(args, command):
         f", evaluated on {len(val_set)} held-out training images)" if args.holdout else ")")
     log(f"{description}; {model_name} ({count_parameters(model):,} parameters) on {describe_machine(device)}, "
         f"x {world}, {precision.name}, batch {args.batch_size}, {len(train_loader)} steps per epoch, {loader_name}")
-    if not cifar:  # a subset of Imagenette says so before it trains
-        import imagenette
-        note = imagenette.not_full_imagenette(imagenette.folder_counts(args.data_dir))
-        if note:
-            log(f"note: {note}")
+    if not cifar:
+        note_partial_imagenette(args.data_dir, log)
     why = precision_reason(device, precision.name) if args.precision == "auto" else "as asked (--precision)"
     log(f"precision {precision.name}: {why}" + ("; deterministic cuDNN" if args.deterministic else ""))
     log("recipe " + recipe.name + ": " + ", ".join(

@@ -181,6 +181,18 @@ def resnet50_table(args, device, steps, warmup):
             "folder_pipeline_img_s": round(pipelines[0]), "batched_pipeline_img_s": round(pipelines[1])}
 
 
+def run_resnet50(args):
+    """``--model resnet50``: the table of ``resnet50_table``, with ``--json`` its summary."""
+    device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = device.type == "cuda"
+    steps = args.steps or (20 if device.type == "cuda" else 3)
+    warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
+    summary = {"device": describe_machine(device), "torch": torch.__version__,
+               **resnet50_table(args, device, steps, warmup)}
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+
+
 def image_folder_train(root, size):
     """``(train_set, classes)``: the folder path's training set (``dataset.image_folder_datasets``' train half;
     the val folder is not read)."""
@@ -205,15 +217,7 @@ def main(argv=None):
                         help="resnet50 with --image_dir: where its decoded images are kept (as main.py --cache_dir)")
     args = parser.parse_args(argv)
     if args.model == "resnet50":
-        device = torch.device(args.device)
-        torch.backends.cudnn.benchmark = device.type == "cuda"
-        steps = args.steps or (20 if device.type == "cuda" else 3)
-        warmup = args.warmup if args.warmup is not None else (10 if device.type == "cuda" else 1)
-        summary = {"device": describe_machine(device), "torch": torch.__version__,
-                   **resnet50_table(args, device, steps, warmup)}
-        if args.json:
-            Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
-        return
+        return run_resnet50(args)
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as main.py and the notebooks train
     steps = args.steps or (20 if device.type == "cuda" else 2)

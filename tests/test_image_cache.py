@@ -141,3 +141,18 @@ def test_the_throughput_benchmark_puts_both_resnet50_data_paths_beside_the_model
     for row in summary["rows"]:
         assert row["ratio_to_model_step"] == pytest.approx(row["with_data_img_s"] / summary["model_step_img_s"], 0.01)
     assert summary["folder_pipeline_img_s"] > 0 and summary["batched_pipeline_img_s"] > 0
+
+
+def test_main_names_a_partial_imagenette_before_it_trains(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, count in (("train", 2), ("val", 1)):
+        for wnid in imagenette.FULL_COUNTS["train"]:
+            (tmp_path / split / wnid).mkdir(parents=True)
+            for index in range(count):
+                Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
+                    tmp_path / split / wnid / f"{index}.JPEG")
+    result = run_main("--data_dir", tmp_path, "--epochs", 1, "--batch_size", 8, "--image_size", 32, "--no_plots",
+                      "--output_dir", tmp_path / "out")
+    assert result.returncode == 0, result.stderr[-2000:]
+    note = "note: this folder holds Imagenette's classes but not all of its images (train: 20 of 9,469, val: 10 of 3,925)"
+    assert note in result.stdout and result.stdout.index(note) < result.stdout.index("epoch  1/1")
