@@ -105,15 +105,18 @@ md("""Three speed settings, each chosen once here and used by every later cell:
 * **bf16 autocast** ([PyTorch AMP](https://pytorch.org/docs/stable/amp.html)): inside `torch.autocast`,
   convolutions and matrix products run in bfloat16, a 16-bit float with fp32's range, which is faster
   where the hardware has bf16 units, while the weights and the optimizer stay in fp32. `resolve_precision`
-  picks it on GPUs of compute capability 8.0 and up and on CPUs with bf16 units (Intel AMX, AVX-512 BF16);
-  on other CPUs bf16 is emulated and slow, so they train in plain fp32.
+  picks it on GPUs of compute capability 8.0 and up and on CPUs with bf16 units, instructions that
+  multiply bf16 numbers in hardware: AVX-512 BF16 (vector instructions of recent Intel and AMD CPUs) or
+  Intel's AMX (Advanced Matrix Extensions, matrix tiles on recent Xeons); on other CPUs bf16 is emulated
+  and slow, so they train in plain fp32.
 * **fp16 with a GradScaler**, on older GPUs (a T4 or V100): fp16 has a far smaller range than bf16, so small
   gradients would round to zero; the
   [GradScaler](https://pytorch.org/docs/stable/amp.html#gradient-scaling) multiplies the loss by a large
   factor before the backward pass and divides the gradients by it before the optimizer step.
 * **channels_last** ([tutorial](https://pytorch.org/tutorials/intermediate/memory_format_tutorial.html)):
   the model's weights and the image batches are stored pixel by pixel (all channels of a pixel
-  together), the layout the fast convolution kernels of GPUs and of oneDNN on CPUs work in;
+  together), the layout the fast convolution kernels of GPUs and of oneDNN (the library of CPU kernels
+  that PyTorch calls for convolutions) work in;
   `prepare_model` converts the model, the training step the batches.
 
 On CUDA, `cudnn.benchmark` also lets cuDNN time its convolution algorithms once per input shape and keep
@@ -338,7 +341,10 @@ print("most frequent: " + ", ".join(f"{classes[t]} taken for {classes[p]} ({n})"
 visualize.plot_misclassified(test_data[0][wrong], truth[wrong], predicted[wrong], classes,
                              save_path=f"{FIGURES}/misclassified.png")"""),
 code("""visualize.plot_confusion_matrix(truth, predicted, classes, save_path=f"{FIGURES}/confusion_matrix.png")"""),
-md("""## What this run showed"""),
+md("""## What this run showed
+The last line compares with reports, not with runs of this repository: this run is one seed, and it
+trains with label smoothing, which Page's recipe lacks, so it cannot be ranked against the median of
+his 50 runs."""),
 code("""best = max(range(EPOCHS), key=history["test_acc"].__getitem__)
 peak_epoch = max(range(len(history["lr"])), key=history["lr"].__getitem__) / len(train_loader)
 last = min(5, EPOCHS - 1)  # epochs

@@ -9,9 +9,11 @@ import nbformat
 from nbformat.v4 import new_notebook
 from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
 
-SPEEDRUN_CPU_NOTE = ("No GPU in this runtime: one 10-epoch run takes about a quarter of an hour on a 2-core CPU, and "
-                     "the experiments below are dozens of runs (the repository's own runs are stored and read back; "
-                     "only missing ones train). For seconds per run: Runtime > Change runtime type > T4 GPU.")
+SPEEDRUN_CPU_NOTE = ("No GPU in this runtime. Run all trains a range test and one 10-epoch run and reads the "
+                     "dozens of other runs from the store (only missing ones train): 21 min on a 2-core CPU with "
+                     "bf16 units (AVX-512 BF16; 17-19 min a run). A CPU without them trains in fp32, far slower: "
+                     "an epoch took 737 s on an AVX2-only CPU, about two hours a run. No GPU has run this lesson "
+                     "yet; to try one: Runtime > Change runtime type > T4 GPU.")
 cells = [
 md(badge("CIFAR10_Speedrun.ipynb") + """
 
@@ -19,7 +21,8 @@ md(badge("CIFAR10_Speedrun.ipynb") + """
 
 The S10 lesson reached 94% on CIFAR-10 with David Page's ResNet in 24 epochs: 2.3 GFLOP per training
 image, hours on a CPU. This lesson reaches the same accuracy in **10 epochs of a smaller net, about an
-eighth of the arithmetic** (airbench94's 0.36 PFLOP for a whole run against S10's 2.7), then uses the
+eighth of the arithmetic** (airbench94's 0.36 PFLOP for a whole run against S10's 2.7; a PFLOP is 10^15
+floating-point operations), then uses the
 speed for what the course has so far only asserted: it measures the one-cycle schedule against the
 usual alternatives, over several seeds.
 
@@ -141,15 +144,27 @@ md("""## The net
 million trained weights and 0.28 GFLOP per image forward (S10's ResNet: 6.6 million, 0.8 GFLOP). Three
 of its parts come from Page's and Jordan's measurements:
 * **batch norm with frozen scales** whose biases train at 64 times the LR (with the weight decay
-  divided by 64): `recipes.parameter_groups` puts them in their own param group with `lr_scale` 64,
-  which `OneCycleLR` and the range test respect;
-* **GELU** activations ([Hendrycks and Gimpel](https://arxiv.org/abs/1606.08415)) and logits scaled by
-  1/9;
+  divided by 64). A PyTorch optimizer holds its weights in *param groups*, each with its own LR and
+  weight decay; `recipes.parameter_groups` puts the batch-norm biases in a group of their own and marks
+  it `lr_scale` 64, a factor that `OneCycleLR` and the range test multiply into the LR they set;
+* **GELU** activations ([Hendrycks and Gimpel](https://arxiv.org/abs/1606.08415)), and logits
+  multiplied by 1/9 before the softmax (as S10's by 0.125: a softer softmax, so the first steps do not
+  make over-confident predictions);
 * a frozen **patch-whitening** first layer (Page, part 8): its 2x2 filters are the eigenvectors of the
-  covariance of the training images' 2x2 patches, scaled so that every direction of a patch comes out
-  with unit variance (and their negatives, so the activation loses nothing). The first layer of a net
-  learns something close to this anyway; computing it from 5,000 images saves the epochs that learning
-  would take. Its bias trains for the first three epochs."""),
+  covariance of the training images' 2x2 patches, each divided by the square root of its eigenvalue
+  plus a small eps (5e-4), and their negatives (so the activation loses nothing). A direction of
+  variance λ comes out with variance λ / (λ + eps): about 1 where λ is large, less where λ is near eps,
+  so the eps keeps the faintest directions, mostly noise, from being blown up. The covariance cell
+  below shows it: the outputs are uncorrelated, with variances from 0.54 (the faintest direction, λ
+  about eps) to 1.00, not unit variance throughout.
+  The first layer of a net learns something close to this anyway; computing it from 5,000 images saves
+  the epochs that learning would take. Its bias trains for the first three epochs.
+
+The next cell prints two counts. `count_parameters` counts the weights that train: 1,971,352.
+torchsummary's table says 1,970,176, 1,176 fewer: it counts a layer's weight and bias as trainable only
+if the weight trains, so the 1,152 batch-norm biases (which train) are listed as non-trainable beside
+the 1,152 frozen scales (its 2,304); and it has no row for the whitening convolution, so it misses its
+24 biases (which train for three epochs) and its 288 frozen filter weights."""),
 code("""NUM_CLASSES = len(dataset.class_names("synthetic" if SMOKE else "cifar10"))
 model = prepare_model(SpeedrunNet(num_classes=NUM_CLASSES), device)
 whitening_images = train_loader.normalize(train_loader.images[:5000])
@@ -223,14 +238,17 @@ reach a large LR without blowing up), then falls linearly to 0.07x (the **anneal
 accuracy appears); the long stretch at a large LR in between regularises
 ([super-convergence, arXiv 1708.07120](https://arxiv.org/abs/1708.07120)). Momentum stays at 0.85
 (Nesterov). Also on:
-* **label smoothing** 0.2 ([Szegedy et al., arXiv 1512.00567](https://arxiv.org/abs/1512.00567)): the
+* **label smoothing** 0.2 ([Szegedy et al. 2016, arXiv 1512.00567](https://arxiv.org/abs/1512.00567)): the
   targets are 0.82 for the true class and 0.02 for the others, which keeps the net from growing its
   logits without end;
-* **lookahead weight averaging** (airbench): every 5 steps the weights jump back to a running average
-  whose memory grows with the step count (the last few hundred steps by the end, when one cycle's LR is
-  small), and the run ends with the average, a cheap ensemble of its last steps;
+* **lookahead weight averaging** (airbench): every 5 steps a running average moves towards the weights,
+  keeping a share 0.95^5 x (t/T)^3 of itself (t the step, T the last step), and the weights jump back to
+  it; the run ends with the average. Early on that share is near 0, so the average follows the weights;
+  at the end it is 0.95^5 = 0.77 per update, a memory of about 4 updates, the last 20 or so steps: a
+  cheap ensemble of the run's last steps;
 * **test-time augmentation**, 6 views (Page, airbench): the test images as they are, mirrored, and both
-  shifted by a pixel each way, their outputs averaged with airbench's weights.
+  shifted by a pixel each way, their logits averaged with airbench's weights: a quarter each for the
+  image and its mirror, an eighth each for the four shifted views.
 
 The cell prints one line per epoch and the time of the whole run, evaluation and augmentation included."""),
 code("""seed_everything(SEED)
@@ -264,8 +282,11 @@ md("""## What each trick adds
 Each row switches one trick off (a `main.py` option) and keeps the rest; the difference to the full
 recipe is what that trick adds at 10 epochs. One run per row unless `TRICK_SEEDS` says more, so read
 the table with the standard deviation printed above: one run differs from the mean by up to about twice
-that from chance alone, and a smaller difference is not a finding. Test-time augmentation needs no
-extra run: each run records its accuracy with and without."""),
+that from chance alone, and a smaller difference is not a finding. The cell after the table puts each
+difference in **standard errors**: the standard deviation the difference would have from the seeds'
+noise alone (for one run against the mean of n, sd x sqrt(1 + 1/n)); a trick that did nothing would
+rarely land two of them away. Test-time augmentation needs no extra run: each run records its accuracy
+with and without."""),
 code("""TRICKS = {
     "lookahead weight averaging": ("--no-weight_average",),
     "alternating flip (random flips instead)": ("--no-alternating_flip",),
@@ -305,23 +326,30 @@ md("""What the tricks table shows, in the committed runs (one run per trick; a s
   tenths, measured on the same runs, so the seeds' noise does not enter). Without any one of them, the
   run stays below 94%.
 * **The other four are not told apart from the seeds' noise**, one run each: label smoothing, the
-  translation and the whitening bias's training each add a fifth of a point or less, and the alternating
+  translation and the whitening bias's training each add a quarter of a point or less, and the alternating
   flip nothing visible. Gains of a tenth of a point are real in published work (Page's label smoothing
   saved one epoch of 24; airbench's figures are means of many runs), but seeing one takes tens of runs
   per row: the standard error of a difference of two means of n runs is 0.18 x sqrt(2/n) points here.
-* **None costs measurable time**: the runs of the table took 1,016 to 1,152 s each, a spread this
-  machine's drift alone makes."""),
+* **Time**: test-time augmentation costs 33 to 42 s a run (its six forward passes over the test
+  images; the stored runs' `tta_seconds`). The other tricks' costs were not measured apart: the table's
+  runs took 1,016 to 1,152 s each, and whole runs of one configuration differed by as much here (the
+  three stored constant-0.75 runs: 1,009 to 1,159 s), so single runs cannot show a cost of seconds."""),
 md("""## The experiment: one cycle against other schedules
-The course has taught that one cycle trains faster; here it is measured. The same net, tricks, epochs
-and seeds, with five LR schedules (`recipes.build_schedule`, `main.py --scheduler`):
+The course has taught that one cycle trains faster; here it is measured. The same net, tricks and
+epochs, with five LR schedules (`recipes.build_schedule`, `main.py --scheduler`):
 * **one cycle**: the recipe's (above);
 * **constant** at the one-cycle peak, with no warm-up and no annealing;
 * **constant** at the best constant LR of a short sweep (one seed each at 1/2 and 1/4 of the peak; the
   best then gets the other seeds);
 * **step**: the peak, divided by 10 after epochs 4 and 8, the classic schedule of ResNet papers;
-* **warm-up + cosine**: the same linear warm-up from 0.2x, then half a cosine down to 0.
+* **warm-up + cosine**: the same linear warm-up from 0.2x, then half a cosine down to 0: itself a one
+  cycle, with the cosine anneal that is PyTorch `OneCycleLR`'s default shape.
 
-Each gets `EXPERIMENT_SEEDS` runs; the one-cycle row is the five seeds above."""),
+Each gets `EXPERIMENT_SEEDS` runs, seeds 0-2; the one-cycle row is the five seeds above, so only seeds
+0-2 are shared. The peaks were not chosen alike, and all on the test set that reports the results:
+one cycle's (the recipe's) did best of five peaks tried on seed 0 (the sweep above, and the 5.7 of
+`main.py --find_lr`), the constant LR is the best of three, and step and warm-up + cosine use the
+one-cycle peak untuned."""),
 code("""def runs(scheduler, max_lr=None, seeds=range(EXPERIMENT_SEEDS), options=()):
     return experiments.ensure([RunSpec(scheduler=scheduler, max_lr=max_lr, seed=seed, epochs=RUN["epochs"],
                                        options=RUN["options"] + options) for seed in seeds],
@@ -355,8 +383,9 @@ visualize.plot_schedule_comparison(shapes, {name: [r["test_acc"] for r in record
                                    save_path=f"{FIGURES}/speedrun_schedules.png")"""),
 md("""## What the runs showed
 Every number below is computed from the runs above. Beside each schedule: its difference to one cycle
-and that difference in standard errors (from both schedules' spreads over their seeds). A difference of
-about two standard errors or more is unlikely to come from the seeds alone; one of less is not a finding."""),
+and that difference in standard errors (Welch's, from both schedules' spreads over their seeds, as if
+the runs were unrelated). A standard error measures the seeds' noise only: it says nothing of the
+peaks having been chosen on this test set, and with three runs an arm's spread is itself rough."""),
 code("""ranked = sorted(results, key=lambda name: -experiments.summary(results[name])[0])
 print(f"* The recipe: {mean:.2f}% mean over {n} seeds in {EPOCHS} epochs "
       f"({'at least' if mean >= 94 else 'below'} 94%), about {full_seconds:.0f} s per run on "
@@ -387,24 +416,34 @@ same = [r["spec"]["seed"] for r in step_runs for c in peak_runs
         if c["spec"]["seed"] == r["spec"]["seed"] and c["test_acc"][:4] == r["test_acc"][:4]]
 print(f"step runs whose first {min(4, EPOCHS)} epochs repeat the constant-{MAX_LR:g} run of their seed to the digit: "
       f"{len(same)} of {len(step_runs)}")"""),
-md("""What the schedule experiment shows, in the committed runs (a store of your own gives your own):
-* **One cycle came first**, and every other schedule finished behind it by more than two standard
-  errors: with these seeds, none of the gaps is likely to be chance.
-* **Most of what one cycle buys is the annealing.** The three schedules that end at a small LR (one
-  cycle, warm-up + cosine, step) beat both constant LRs. One cycle's test accuracy falls too while its
+md("""What the schedule experiment shows, in the committed runs (a store of your own gives your own). Paired
+by seed on the shared seeds 0-2 (each arm minus one cycle, seed by seed, with a 95% t-interval;
+`experiments.paired`, README "CIFAR-10 speedrun"): warm-up + cosine -0.12 [-0.35, +0.11], step -1.09
+[-1.29, -0.89], constant 0.75 -1.17 [-2.20, -0.14], constant 1.5 -2.94 [-4.16, -1.73] points.
+* **One cycle came first**, but the comparison is not fair: its peak and the constant LR were picked
+  on this test set, the others' were not tuned at all. Step and both constant LRs finished behind it
+  on every shared seed; warm-up + cosine is not told apart from it.
+* **In these runs, most of what one cycle buys is the annealing.** The two schedules that anneal smoothly to a small
+  LR (one cycle, warm-up + cosine) beat both constant LRs; step, at the untuned peak, ended level with
+  the best constant LR (+0.08 on average over seeds 0-2). One cycle's test accuracy falls too while its
   LR is near the peak (the right panel, and the largest falls above); at a constant LR that goes on to
   the last epoch, so a run ends wherever the noise leaves it. The lookahead average, which holds more
   of the past the later the step and which the run ends with, does part of the annealing's work (the
   jump from the last epoch but one to the last, largest for the constant LRs), not all of it.
 * **A large LR pays only with the annealing after it.** Held constant, half the peak beat the peak by
-  nearly two points; inside one cycle, the peak itself did best of the peaks tried (the sweep above).
-* **Having an annealing matters more than its shape, but the shape shows.** Warm-up + cosine shares one
-  cycle's warm-up and anneals all the way to zero: it fits the training set a little more closely and
-  trails by about a fifth of a point, the smallest gap in the table. The step schedule anneals in two
-  jumps of ten: its accuracy leaps after epoch 4, then stalls, and it ends about a point behind.
+  1.6 to 2.0 points on each of the three seeds (seed 0 picked it; seeds 1 and 2 agree); inside one
+  cycle, the peak itself did best of the peaks tried (one run each, seed 0: the sweep above).
+* **The shape of the annealing is not measured here.** Warm-up + cosine is one cycle with a cosine
+  anneal to zero instead of a linear one to 0.07x: it fits the training set a little more closely, and
+  its paired difference to one cycle, -0.12 points with an interval from -0.35 to +0.11, does not tell
+  the two apart. The step schedule anneals in two jumps of ten: its accuracy leaps after epoch 4, then
+  stalls, and it ends about a point behind; with its LR untuned and no warm-up, that gap is not the
+  step shape's alone.
 * The step runs repeat the constant-peak runs of the same seeds to the digit for their first four
   epochs (the same LR, the same seed): the runs are deterministic, so everything that differs after
-  epoch 4 is the schedule's doing."""),
+  epoch 4 is the schedule's doing.
+* A fair re-run is under way (README, "CIFAR-10 speedrun"): every schedule's LR chosen on the same grid
+  on 5,000 held-out training images, then five seeds each at its pick, measured on the test set."""),
 md("""## Against airbench94, on the same machine
 `benchmarks/airbench_cpu.py` runs Keller Jordan's public `airbench94.py`, ported to the CPU with the
 fewest changes (bf16 autocast where the CPU has bf16 units, wall-clock timers), and this recipe through
