@@ -42,7 +42,8 @@ class RunSpec:
     epochs: int = None              # None: the recipe's
     options: tuple = field(default=())  # further main.py options, e.g. ("--no-weight_average",)
     recipe: str = "speedrun"
-    holdout: int = 0                # >0: trained without, and evaluated on, this many held-out training images
+    holdout: float = 0              # >0: trained without, and evaluated on, this many held-out training images
+    #                                 (below 1: this share of each class)
 
     SPEC_OPTIONS = ("--scheduler", "--max_lr", "--lr", "--seed", "--epochs", "--recipe", "--holdout", "--output_dir",
                     "--data_dir")
@@ -58,7 +59,7 @@ class RunSpec:
         """A readable, unique name: 'speedrun onecycle max_lr=recipe epochs=recipe seed=0'."""
         parts = [self.recipe, self.scheduler, f"max_lr={'recipe' if self.max_lr is None else f'{self.max_lr:g}'}",
                  f"epochs={'recipe' if self.epochs is None else self.epochs}", *self.options,
-                 *([f"holdout={self.holdout}"] if self.holdout else []), f"seed={self.seed}"]
+                 *([f"holdout={self.holdout:g}"] if self.holdout else []), f"seed={self.seed}"]
         return " ".join(parts)
 
     def argv(self, data_dir, output_dir):
@@ -72,7 +73,7 @@ class RunSpec:
         if self.epochs is not None:
             args += ["--epochs", str(self.epochs)]
         if self.holdout:
-            args += ["--holdout", str(self.holdout)]
+            args += ["--holdout", f"{self.holdout:g}"]
         return args + list(self.options)
 
 
@@ -242,6 +243,13 @@ def summary_lines(records):
     return lines
 
 
+def holdout_size(text):
+    """main.py's ``--holdout`` type (a count, or a share below 1), imported only when the option is given."""
+    from main import holdout_size as parse
+
+    return parse(text)
+
+
 def main_cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
@@ -250,8 +258,9 @@ def main_cli(argv=None):
     parser.add_argument("--max_lr", type=float, help="main.py --max_lr (default: the recipe's)")
     parser.add_argument("--epochs", type=int, help="main.py --epochs (default: the recipe's)")
     parser.add_argument("--recipe", default="speedrun", help="main.py --recipe (default: speedrun)")
-    parser.add_argument("--holdout", type=int, default=0, help="main.py --holdout: tune on this many held-out "
-                        "training images instead of the test set (default: 0, report on the test set)")
+    parser.add_argument("--holdout", type=holdout_size, default=0, help="main.py --holdout: tune on this many "
+                        "held-out training images (or this share of each class) instead of the test set or val "
+                        "folder (default: 0, report on those)")
     parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")
     parser.add_argument("--list", action="store_true", help="print what the store holds and stop")
     parser.add_argument("--summary", action="store_true",

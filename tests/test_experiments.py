@@ -144,3 +144,10 @@ def test_list_says_which_stored_runs_had_a_setting_chosen_on_the_test_set(tmp_pa
     constant, one_cycle = capsys.readouterr().out.splitlines()
     assert constant.endswith("(AMD EPYC; its LR was chosen on the test set: it backs no claim)")
     assert one_cycle.endswith("(AMD EPYC)")
+
+
+def test_a_holdout_share_names_and_passes_the_share():
+    spec = RunSpec(recipe="imagenet", holdout=0.1, epochs=5)
+    assert spec.key == "imagenet onecycle max_lr=recipe epochs=5 holdout=0.1 seed=0"
+    assert spec.argv(None, "out")[-2:] == ["--holdout", "0.1"]
+    assert RunSpec(holdout=5000).key.endswith("holdout=5000 seed=0")  # the sweep's stored keys stay valid
