@@ -139,7 +139,8 @@ def test_the_throughput_benchmark_puts_both_resnet50_data_paths_beside_the_model
     summary = json.loads(report.read_text())
     assert [row["path"][:3] for row in summary["rows"]] == ["(e)", "(f)"] and summary["model"] == "resnet50"
     for row in summary["rows"]:
-        assert row["ratio_to_model_step"] == pytest.approx(row["with_data_img_s"] / summary["model_step_img_s"], 0.01)
+        # the rates are stored to 0.1 img/s, the ratio from the unrounded ones: a few img/s here, so 10%
+        assert row["ratio_to_model_step"] == pytest.approx(row["with_data_img_s"] / summary["model_step_img_s"], 0.1)
     assert summary["folder_pipeline_img_s"] > 0 and summary["batched_pipeline_img_s"] > 0
 
 
