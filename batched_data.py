@@ -19,7 +19,29 @@ from dataset import derive_seed
 FLIPS = ("random", "alternating", "none")
 
 
-class BatchedCifarLoader:
+class SeededBatches:
+    """What the batched loaders share: their length in batches (the last partial batch dropped when
+    ``drop_last``), and every random choice of an epoch derived from ``(seed, epoch)`` (``fit`` calls
+    ``set_epoch``), so a resumed run replays the remaining epochs exactly."""
+
+    def __len__(self):
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def set_epoch(self, epoch):
+        """Derive this epoch's shuffling and augmentations from ``(seed, epoch)`` (alternating flips follow
+        the epoch's parity)."""
+        self.epoch = int(epoch)
+        self.generator.manual_seed(derive_seed(self.seed, epoch))
+
+    def order(self):
+        """The epoch's order of the images: shuffled when training, as stored otherwise."""
+        n = len(self.labels)
+        return torch.randperm(n, device=self.device, generator=self.generator) if self.train \
+            else torch.arange(n, device=self.device)
+
+
+class BatchedCifarLoader(SeededBatches):
     """A device-resident, batched CIFAR loader that iterates like a DataLoader over ``(x, y)`` batches.
 
     The uint8 images live as one tensor on ``device``. Each epoch reshuffles (when ``train``) and each
@@ -54,16 +76,6 @@ class BatchedCifarLoader:
             first = torch.Generator(device=self.device).manual_seed(derive_seed(seed, 2 ** 31))
             self.first_flip = torch.randint(0, 2, (len(self.labels),), device=self.device, generator=first).bool()
 
-    def __len__(self):
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
-
-    def set_epoch(self, epoch):
-        """Derive this epoch's shuffling and augmentations from ``(seed, epoch)`` (``fit`` calls it), so a
-        resumed run replays the remaining epochs exactly; alternating flips follow the epoch's parity."""
-        self.epoch = int(epoch)
-        self.generator.manual_seed(derive_seed(self.seed, epoch))
-
     def _randint(self, high, size):
         return torch.randint(0, high, size, device=self.device, generator=self.generator)
 
@@ -91,9 +103,7 @@ class BatchedCifarLoader:
         return x
 
     def __iter__(self):
-        n = len(self.labels)
-        order = torch.randperm(n, device=self.device, generator=self.generator) if self.train \
-            else torch.arange(n, device=self.device)
+        order = self.order()
         for batch in range(len(self)):
             index = order[batch * self.batch_size:(batch + 1) * self.batch_size]
             yield self.normalize(self.augment_batch(index) if self.augment else self.images[index]), self.labels[index]
@@ -147,7 +157,7 @@ def crop_resize(images, top, left, height, width, size, flip=None):
     return nn.functional.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-class BatchedImageLoader:
+class BatchedImageLoader(SeededBatches):
     """A batched loader over decoded images (``image_cache.cached_split``): uint8 N x S x S x 3, on the CPU
     (a memory map is fine) or moved to ``device``. Training batches get a random-resized crop to ``size``
     (area share in ``scale``, aspect ratio in 3/4..4/3, as ``dataset.imagenet_augmentations``) and a
@@ -162,20 +172,12 @@ class BatchedImageLoader:
         self.images = images if self.device.type == "cpu" else torch.as_tensor(images).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.size, self.train, self.scale, self.ratio = batch_size, size, train, scale, ratio
+        self.drop_last = train
         self.dtype, self.seed, self.epoch = dtype, seed, 0
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, 3, 1, 1) * 255
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.dataset = self.labels  # for code that asks len(loader.dataset)
-
-    def __len__(self):
-        n = len(self.labels)
-        return n // self.batch_size if self.train else -(-n // self.batch_size)
-
-    def set_epoch(self, epoch):
-        """Derive this epoch's shuffling and crops from ``(seed, epoch)``."""
-        self.epoch = int(epoch)
-        self.generator.manual_seed(derive_seed(self.seed, epoch))
 
     def batch(self, index):
         """The uint8 images at ``index`` (a sorted index reads a memory map in order) on the device."""
@@ -200,9 +202,7 @@ class BatchedImageLoader:
         return crop_resize(images, torch.full_like(crop, top), torch.full_like(crop, left), crop, crop, self.size)
 
     def __iter__(self):
-        n = len(self.labels)
-        order = torch.randperm(n, device=self.device, generator=self.generator) if self.train \
-            else torch.arange(n, device=self.device)
+        order = self.order()
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size].sort().values
             x = (self.transform(self.batch(index)) - self.mean) / self.std
