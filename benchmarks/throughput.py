@@ -231,7 +231,7 @@ def main(argv=None):
     fast = resolve_precision(device)
     paths = [("(a) plain fp32 (no TF32), NCHW, Albumentations", "fp32", False, album),
              ("(b) default, Albumentations", fast, True, album),
-             (f"(c) default, batched loader", fast, True, batched)]
+             ("(c) default, batched loader", fast, True, batched)]
     if args.compile:
         paths.append(("(d) default, batched loader, torch.compile", fast, True, batched))
     fixed = next(iter(batched))
@@ -252,7 +252,7 @@ def main(argv=None):
             model_only = step_rate(model, optimizer, [fixed] * (steps + warmup), precision, steps, warmup)
             with_data = step_rate(model, optimizer, loader, precision, steps, warmup)
         rows.append((name, with_data, model_only))
-    print(f"\n| path | train with data (img/s) | model step alone (img/s) | with data vs (a) | model vs (a) |")
+    print("\n| path | train with data (img/s) | model step alone (img/s) | with data vs (a) | model vs (a) |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for name, with_data, model_only in rows:
         print(f"| {name} | {with_data:.1f} | {model_only:.1f} | {with_data / rows[0][1]:.2f}x | "
