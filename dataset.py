@@ -289,6 +289,12 @@ def holdout_split(labels, size, seed=HOLDOUT_SEED):
     return np.setdiff1d(np.arange(len(labels)), held), held
 
 
+def split_arrays(images, labels, size):
+    """``((train_images, train_labels), (held_images, held_labels))``: ``holdout_split`` applied to arrays."""
+    kept, held = holdout_split(labels, size)
+    return (images[kept], labels[kept]), (images[held], labels[held])
+
+
 def write_image_folder(images, labels, class_names, root, split, quality=90):
     """Save uint8 HWC images as JPEGs in the ImageFolder layout ``<root>/<split>/<class>/<index>.JPEG``
     (spaces in class names become underscores); returns the split folder. Makes small ImageNet-style

@@ -497,9 +497,7 @@ def build_data(args):
                                              args.rotate_degrees, args.color_jitter, args.holdout)
     splits = [dataset.load_cifar(args.dataset, args.data_dir, train=train) for train in (True, False)]
     if args.holdout:  # the validation split replaces the test set, which stays unseen
-        images, labels = splits[0]
-        kept, held = dataset.holdout_split(labels, args.holdout)
-        splits = [(images[kept], labels[kept]), (images[held], labels[held])]
+        splits = list(dataset.split_arrays(*splits[0], args.holdout))
     if args.max_samples:
         splits = [(images[keep], labels[keep]) for images, labels in splits
                   for keep in [dataset.balanced_indices(labels, args.max_samples, args.seed)]]
@@ -570,8 +568,7 @@ def image_loaders(args, batch, device):
 
     images, labels, class_names = cached_images(args, "train")
     if args.holdout:
-        kept, held = dataset.holdout_split(labels, args.holdout)
-        (images, labels), (val_images, val_labels) = (images[kept], labels[kept]), (images[held], labels[held])
+        (images, labels), (val_images, val_labels) = dataset.split_arrays(images, labels, args.holdout)
     else:
         val_images, val_labels, _ = cached_images(args, "val", class_names)
     common = dict(size=args.image_size, mean=dataset.IMAGENET_MEAN, std=dataset.IMAGENET_STD, device=device)
@@ -732,18 +729,19 @@ def run(args, command):
         model = compile_model(model)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    split_name = "test" if cifar and not args.holdout else "val"  # what the evaluation set is called
     history = fit(model, device, train_loader, val_loader, optimizer, criterion, args.epochs, scheduler,
                   scheduler_per_batch=per_batch, precision=precision, grad_clip=args.grad_clip, topk=5,
                   checkpoint_dir=output_dir if master else None,
                   save_every=args.save_every, resume=args.resume, seed=args.seed, log=log,
-                  test_name="test" if cifar and not args.holdout else "val", weight_average=weight_average)
+                  test_name=split_name, weight_average=weight_average)
     history["eval_split"] = (f"holdout {len(val_set)}" if args.holdout else "test" if cifar else "val")
     if recipe.tta_views > 1:
         started = time.perf_counter()
         tested = test(TestTimeAugmentation(unwrap(model), recipe.tta_views), device, val_loader, criterion,
                       precision=precision)
         history["test_acc_tta"], history["tta_seconds"] = tested.acc, time.perf_counter() - started
-        log(f"{'test' if cifar and not args.holdout else 'val'} accuracy with {recipe.tta_views}-view test-time augmentation: "
+        log(f"{split_name} accuracy with {recipe.tta_views}-view test-time augmentation: "
             f"{tested.acc:.2f}%")
     if world > 1:
         log(replicas_agree(model))
