@@ -14,7 +14,7 @@ resumed run is exact.
 import torch
 from torch import nn
 
-from dataset import derive_seed
+from seeding import derive_seed
 
 FLIPS = ("random", "alternating", "none")
 

@@ -1,4 +1,4 @@
-"""Data for the lessons: sources, the Albumentations wrapper, transform presets and a fast batched loader.
+"""Data for the lessons: sources, the Albumentations wrapper and transform presets.
 
 Sources give (image, label) pairs as uint8 HWC RGB numpy arrays:
 * ``load_cifar``: CIFAR-10/100 from a folder of ``train.npz``/``test.npz``, a torchvision-format folder,
@@ -21,6 +21,9 @@ import numpy as np
 import torch
 from albumentations.pytorch import ToTensorV2
 from PIL import Image
+
+from seeding import derive_seed
+from specification import TransformedDataset  # noqa: F401 (the specification's name)
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -377,12 +380,6 @@ class ImageFiles:
 
 
 # --------------------------------------------------------------------------------- Albumentations path
-def derive_seed(*keys):
-    """A 32-bit seed derived from integer keys, e.g. ``(seed, epoch, rank)`` or ``(seed, epoch, index)``:
-    every combination gets an independent, reproducible random stream (NumPy's ``SeedSequence``)."""
-    return int(np.random.SeedSequence([int(k) for k in keys]).generate_state(1)[0])
-
-
 class ImageArrays:
     """An (image, label) source over in-memory arrays: uint8 ``images`` (N x H x W x 3) and ``labels``."""
 
@@ -426,21 +423,6 @@ class AlbumentationsDataset(torch.utils.data.Dataset):
             index = key
         image, label = self.source[index]
         return self.transform(image=np.asarray(image))["image"], label
-
-
-class TransformedDataset(AlbumentationsDataset):
-    """The reference notebook's CIFAR-10 data set: ``TransformedDataset('./data', train=True, download=True)``
-    loads CIFAR-10 (``load_cifar``: ``.npz``, torchvision folder or download) and applies the S10
-    training (or test) transforms, normalised with the training set's statistics, unless ``transform``
-    is given. ``.data`` holds the raw uint8 images, as torchvision's CIFAR10 does."""
-
-    def __init__(self, root="./data", train=True, download=True, transform=None, name="cifar10", seed=0):
-        images, labels = load_cifar(name, root, train, download)
-        if transform is None:
-            mean, std = channel_stats(images if train else load_cifar(name, root, True, download)[0])
-            transform = cifar_train_transforms(mean, std) if train else cifar_test_transforms(mean, std)
-        super().__init__(ImageArrays(images, labels), transform, seed)
-        self.data, self.targets = images, labels
 
 
 class EpochSampler(torch.utils.data.Sampler):
@@ -579,12 +561,3 @@ def make_loader(dataset, batch_size, train, device="cpu", workers=None, persiste
     return torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, drop_last=train, num_workers=workers,
         pin_memory=torch.device(device).type == "cuda", persistent_workers=persistent and workers > 0)
-
-
-def __getattr__(name):
-    """``from dataset import BatchedCifarLoader`` keeps working: the batched loader lives in
-    ``batched_data.py`` now (imported on first use, so the two modules import each other one way only)."""
-    if name == "BatchedCifarLoader":
-        from batched_data import BatchedCifarLoader
-        return BatchedCifarLoader
-    raise AttributeError(f"module 'dataset' has no attribute {name!r}")

@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+import command_line
+
 ROOT = Path(__file__).resolve().parent
 STORE = ROOT / "Data" / "speedrun_runs.json"
 
@@ -114,12 +116,12 @@ def git_commit():
 
 
 def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
-    """Train ``spec`` with ``main.py`` (in this process: its log lines appear here), store its record and
-    return it. Checkpoints go to ``work_dir / <key>``; when that folder holds an unfinished run, this one
-    resumes it (the record then says so: its seconds are the resumed part's)."""
-    import torch
-
-    import main
+    """Train ``spec`` (``training_run.train_run``, in this process: its log lines appear here), store its
+    record and return it. Checkpoints go to ``work_dir / <key>``; when that folder holds an unfinished run,
+    this one resumes it (the record then says so: its seconds are the resumed part's). An interrupted run
+    raises KeyboardInterrupt: the same call continues it."""
+    from main import settings_from_argv
+    from training_run import train_run
     from utils import describe_machine
 
     work_dir = Path(work_dir or ROOT / "runs" / "experiments")
@@ -127,32 +129,31 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
     argv = spec.argv(data_dir, output_dir)
     resumed = (output_dir / "last.pt").exists() and not (output_dir / "history.json").exists()
     argv += ["--resume", str(output_dir / "last.pt")] if resumed else ["--overwrite"]
+    settings = settings_from_argv(argv)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
-    try:
-        main.main(argv)
-    except SystemExit as stop:  # main.py ends a failed or interrupted run with one line and an exit code
-        if isinstance(stop.code, str) and "stopped" in stop.code:
-            raise KeyboardInterrupt(f"{spec.key}: stopped; the same call continues it from its last checkpoint") from None
-        if stop.code not in (0, None):
-            reason = stop.code if isinstance(stop.code, str) else f"main.py exit code {stop.code}, its message is above"
-            raise RuntimeError(f"run {spec.key!r} failed: {reason}") from None
+    result = train_run(settings, log=log)
+    if result.interrupted:
+        raise KeyboardInterrupt(f"{spec.key}: stopped; the same call continues it from its last checkpoint")
     seconds = time.perf_counter() - started
-    history = json.loads((output_dir / "history.json").read_text())
-    device = "cuda" if torch.cuda.is_available() and "--no_cuda" not in spec.options else "cpu"
-    record = {
-        "key": spec.key, "spec": asdict(spec), "test_acc": history["test_acc"], "train_acc": history["train_acc"],
-        "eval_split": history["eval_split"], "test_acc_tta": history.get("test_acc_tta"), "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
-        "epoch_seconds": [round(s, 2) for s in history["epoch_time"]],
-        "tta_seconds": None if history.get("tta_seconds") is None else round(history["tta_seconds"], 2),
-        "seconds": round(seconds, 2),
-        "resumed": resumed, "machine": describe_machine(device), "load_average_at_start": load,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
-        "command": shlex.join(["python", "main.py", *argv]).replace(str(ROOT) + os.sep, ""),
-    }
+    record = make_record(spec, result.history, seconds, resumed, load, describe_machine(result.device))
+    record["command"] = shlex.join(["python", "main.py", *argv]).replace(str(ROOT) + os.sep, "")
     save_record(record, store)
     log(f"{spec.key}: {record['final_acc']:.2f}% in {seconds:.0f} s (stored in {Path(store).name})")
     return record
+
+
+def make_record(spec, history, seconds, resumed, load, machine):
+    """A stored run: its spec, accuracies, times, machine, date and commit."""
+    return {
+        "key": spec.key, "spec": asdict(spec), "test_acc": history["test_acc"], "train_acc": history["train_acc"],
+        "eval_split": history["eval_split"], "test_acc_tta": history.get("test_acc_tta"),
+        "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
+        "epoch_seconds": [round(s, 2) for s in history["epoch_time"]],
+        "tta_seconds": None if history.get("tta_seconds") is None else round(history["tta_seconds"], 2),
+        "seconds": round(seconds, 2), "resumed": resumed, "machine": machine, "load_average_at_start": load,
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "commit": git_commit(),
+    }
 
 
 def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print):
@@ -243,13 +244,6 @@ def summary_lines(records):
     return lines
 
 
-def holdout_size(text):
-    """main.py's ``--holdout`` type (a count, or a share below 1), imported only when the option is given."""
-    from main import holdout_size as parse
-
-    return parse(text)
-
-
 def main_cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
@@ -258,7 +252,7 @@ def main_cli(argv=None):
     parser.add_argument("--max_lr", type=float, help="main.py --max_lr (default: the recipe's)")
     parser.add_argument("--epochs", type=int, help="main.py --epochs (default: the recipe's)")
     parser.add_argument("--recipe", default="speedrun", help="main.py --recipe (default: speedrun)")
-    parser.add_argument("--holdout", type=holdout_size, default=0, help="main.py --holdout: tune on this many "
+    parser.add_argument("--holdout", type=command_line.holdout_size, default=0, help="main.py --holdout: tune on this many "
                         "held-out training images (or this share of each class) instead of the test set or val "
                         "folder (default: 0, report on those)")
     parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")

@@ -1,10 +1,11 @@
-"""The learning-rate range test (Leslie Smith), on top of torch-lr-finder.
+"""The learning-rate range test (Leslie Smith): torch-lr-finder's ``LRFinder`` for the specification's
+calls, ``find_lr`` for the lessons, the suggestions read off a curve, and the report files.
 
 ``LRFinder`` is torch-lr-finder's class as a drop-in, with the specification's ``range_test`` and
-``plot`` returns. ``find_lr`` runs torch-lr-finder's ``range_test`` with our precision and memory-format
-settings on any loader of ``(inputs, labels, ...)`` batches (or a ``TrainDataLoaderIter`` subclass for
-other batches, as with the library), restores model and optimizer afterwards, and returns the curve
-with four suggestions:
+``plot`` returns. ``find_lr`` runs the range test with the course's settings (precision, memory format,
+each param group's LR scale, the course's progress bar) on any loader of ``(inputs, labels, ...)``
+batches (or a ``TrainDataLoaderIter`` subclass for other batches, as with the library), restores model
+and optimizer afterwards, and returns the curve with four suggestions:
 
 * ``steepest``: the LR where the (smoothed) loss falls fastest before its minimum, torch-lr-finder's
   ``plot()`` rule; early noise can fool it;
@@ -16,11 +17,33 @@ with four suggestions:
 
 ``write_report`` writes what an ImageNet user expects beside a run: the plot, a detailed log and
 ``suggested_lr.json``.
+
+Why ``find_lr`` runs its own loop instead of torch-lr-finder's ``range_test``: the course needs what the
+library's public interface (its constructor, ``range_test``, ``history``, ``reset``, and the
+``TrainDataLoaderIter`` / ``ValDataLoaderIter`` subclasses its documentation invites) cannot give.
+
+* Its ``range_test`` gives every param group the same LR (a list of start LRs still ramps each group to
+  the same ``end_lr``), while the speedrun trains its batch-norm biases at 64x the LR: the range test
+  must keep that ratio, as the training after it does.
+* It draws its own tqdm bar and prints its own lines; the course's bar follows ``progress.progress_bar``
+  (a live bar for a person watching, plain lines in logs and CI).
+* It hands each batch to the model from a private method; the course puts images in channels_last after
+  the copy to the device (so a pinned batch keeps its asynchronous copy).
+
+Getting these through the library meant replacing its internals (its module's ``tqdm``, its schedulers'
+``get_lr``) for the length of a call, for everything else in the process too. So ``find_lr`` owns a short
+loop that repeats the library's step for step, float for float: the exponential or linear LR ramp of its
+``ExponentialLR`` and ``LinearLR``; one batch (or ``accumulation_steps`` batches) per step, under autocast,
+through a GradScaler; its validation pass; its exponential smoothing of the loss and its stop once that
+passes ``diverge_th`` times its lowest value; its restore of the model's and optimizer's states. Each
+param group trains at its ``lr_scale`` times the ramp's LR. It reads batches through the library's
+``TrainDataLoaderIter`` and ``ValDataLoaderIter`` (so it takes the loaders and batches the library takes)
+and leaves the library as it is. The specification's ``LRFinder`` stays the library's class, with the
+library's ``range_test``.
 """
-import contextlib
-import io
-import json
+import copy
 import inspect
+import json
 import math
 import numbers
 import os
@@ -36,16 +59,21 @@ import torch
 
 with warnings.catch_warnings():  # the library imports tqdm.autonotebook, which warns in notebooks
     warnings.simplefilter("ignore")
-    import torch_lr_finder.lr_finder as library
-    from torch_lr_finder.lr_finder import TrainDataLoaderIter, ValDataLoaderIter
+    from torch_lr_finder import LRFinder as PackageLRFinder
+    from torch_lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
 from batched_data import BatchedCifarLoader
 from progress import postfix_due, progress_bar
-from training_utils import Precision, skipped_steps_allowed, train_with_one_cycle  # noqa: F401 (the specification imports it from here)
-from visualize import plot_lr_finder, plot_training_history  # noqa: F401 (the same)
+from precision import Precision
+from recipes import DIVERGE_TH, END_LR, NUM_ITER, SMOOTH_F, START_LR, STEP_MODE  # noqa: F401 (defaults)
+from specification import find_lr_advanced, plot_training_history, train_with_one_cycle  # noqa: F401 (the specification's names)
+from visualize import finite_stretch, plot_lr_finder
 
-
-SPEC_START_LR = 1e-7  # the specification's range_test default; torch-lr-finder's (None) starts at the optimizer's LR
+# The range test's defaults (START_LR ... DIVERGE_TH) live in recipes.py, which main.py's options read without
+# loading torch: START_LR is the specification's (``LRFinder.range_test``, ``--lr_start``), the others
+# torch-lr-finder's, which the specification repeats.
+SKIP_START, SKIP_END = 10, 5  # points of the curve left out at its start and its end (torch-lr-finder's plot)
+DIVERGED = 2.0  # the analysis: past the first point where the loss exceeds this many times its lowest, it diverged
 
 
 def _bind(order, args, kwargs):
@@ -68,31 +96,32 @@ def _named(qualname):
 
 
 @_named("LRFinder.range_test")
-def _range_test_in_specification_order(self, train_loader, start_lr=SPEC_START_LR, end_lr=10, num_iter=100,
-                                       step_mode="exp", smooth_f=0.05, diverge_th=5, accumulation_steps=1,
-                                       non_blocking_transfer=True, val_loader=None):
+def _range_test_in_specification_order(self, train_loader, start_lr=START_LR, end_lr=END_LR, num_iter=NUM_ITER,
+                                       step_mode=STEP_MODE, smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH,
+                                       accumulation_steps=1, non_blocking_transfer=True, val_loader=None):
     """``LRFinder.range_test``'s arguments in the specification's order (``_bind`` uses it)."""
     return locals()
 
 
 @_named("LRFinder.range_test")
-def _range_test_in_package_order(self, train_loader, val_loader=None, start_lr=SPEC_START_LR, end_lr=10,
-                                 num_iter=100, step_mode="exp", smooth_f=0.05, diverge_th=5, accumulation_steps=1,
-                                 non_blocking_transfer=True):
-    """``LRFinder.range_test``'s arguments in torch-lr-finder's order (``_bind`` uses it)."""
+def _range_test_in_package_order(self, train_loader, val_loader=None, start_lr=START_LR, end_lr=END_LR,
+                                 num_iter=NUM_ITER, step_mode=STEP_MODE, smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH,
+                                 accumulation_steps=1, non_blocking_transfer=True):
+    """``LRFinder.range_test``'s arguments in torch-lr-finder's order (``_bind`` uses it). ``start_lr`` is the
+    specification's default even here (the class docstring says why); the package's ``None`` stays available."""
     return locals()
 
 
 @_named("LRFinder.plot")
-def _plot_in_specification_order(self, skip_start=10, skip_end=5, log_lr=True, title=None, save_path=None,
-                                 show_lr=None, ax=None, suggest_lr=True):
+def _plot_in_specification_order(self, skip_start=SKIP_START, skip_end=SKIP_END, log_lr=True, title=None,
+                                 save_path=None, show_lr=None, ax=None, suggest_lr=True):
     """``LRFinder.plot``'s arguments in the specification's order (``_bind`` uses it)."""
     return locals()
 
 
 @_named("LRFinder.plot")
-def _plot_in_package_order(self, skip_start=10, skip_end=5, log_lr=True, show_lr=None, ax=None, suggest_lr=True,
-                           title=None, save_path=None):
+def _plot_in_package_order(self, skip_start=SKIP_START, skip_end=SKIP_END, log_lr=True, show_lr=None, ax=None,
+                           suggest_lr=True, title=None, save_path=None):
     """``LRFinder.plot``'s arguments in torch-lr-finder's order (``_bind`` uses it)."""
     return locals()
 
@@ -108,7 +137,7 @@ def _is_start_lr(value):
     return isinstance(value, numbers.Real)
 
 
-class LRFinder(library.LRFinder):
+class LRFinder(PackageLRFinder):
     """torch-lr-finder's ``LRFinder`` (0.2.2) as a drop-in, with the specification's calls and returns::
 
         lr_finder = LRFinder(model, optimizer, criterion, device)
@@ -207,34 +236,13 @@ def channels_last_images(inputs):
     or dict) in channels_last memory format; every other tensor and value is left as it is."""
     if isinstance(inputs, torch.Tensor):
         return inputs.contiguous(memory_format=torch.channels_last) if inputs.dim() == 4 else inputs
-    if isinstance(inputs, tuple):  # as the library's move to the device returns them
+    if isinstance(inputs, tuple):  # as the move to the device returns them
         return tuple(channels_last_images(item) for item in inputs)
     if isinstance(inputs, list):
         return [channels_last_images(item) for item in inputs]
     if isinstance(inputs, dict):
         return {key: channels_last_images(value) for key, value in inputs.items()}
     return inputs
-
-
-class ChannelsLastLRFinder(library.LRFinder):
-    """torch-lr-finder's ``LRFinder`` that hands the model its image inputs in channels_last memory format
-    (``channels_last_images``), converted after the library has moved the batch to the device: a
-    pinned batch keeps its asynchronous copy, and the conversion runs on the device."""
-
-    def _move_to_device(self, inputs, labels, non_blocking=True):
-        inputs, labels = super()._move_to_device(inputs, labels, non_blocking=non_blocking)
-        return channels_last_images(inputs), labels
-
-
-def _at_group_scale(get_lr):
-    """torch-lr-finder's ``get_lr`` of its LR schedules (``ExponentialLR``, ``LinearLR``), with each param
-    group at its ``lr_scale`` times the range test's LR (``recipes.parameter_groups``: the speedrun's
-    batch-norm biases at 64x). The library sets one LR for every group; the training that follows keeps
-    the scales, so the test must too. Groups without ``lr_scale`` are unchanged; the curve records the first
-    group's LR."""
-    def scaled(self):
-        return [lr * group.get("lr_scale", 1.0) for lr, group in zip(get_lr(self), self.optimizer.param_groups)]
-    return scaled
 
 
 @dataclass
@@ -253,6 +261,12 @@ class LRFinderResult:
     stopped_early: bool = False
     seconds: float = 0.0
     warnings: list = field(default_factory=list)
+
+    @property
+    def lowest(self):
+        """The index in ``losses`` of the lowest loss before the curve diverged (``lowest_before_divergence``),
+        the bottom of the fall the range-test plot frames."""
+        return lowest_before_divergence(self.losses)
 
 
 def steepest_suggestion(lrs, losses):
@@ -277,9 +291,6 @@ def valley_suggestion(lrs, losses):
     return lrs[max(0, start + int(third) + int(third / 2))]  # a run from index 0 gives start = -1
 
 
-DIVERGED = 2.0  # past the first point where the loss exceeds this many times its lowest value, it diverged
-
-
 def divergence_index(losses, factor=DIVERGED):
     """Index of the first point where the (positive) loss exceeds ``factor`` times its lowest value so
     far, where training has diverged; ``len(losses)`` when it never does."""
@@ -288,6 +299,16 @@ def divergence_index(losses, factor=DIVERGED):
         return len(losses)
     above = np.flatnonzero(losses > factor * np.minimum.accumulate(losses))
     return int(above[0]) if len(above) else len(losses)
+
+
+def lowest_before_divergence(losses):
+    """The index of the lowest loss before the curve diverged (``divergence_index``) in its first stretch
+    of finite losses (from the first finite loss up to the next NaN or infinite one), as ``suggest`` finds
+    its ``min_loss``; None for a curve without a finite loss."""
+    first, values = finite_stretch(losses)
+    if values is None:
+        return None
+    return first + int(np.argmin(values[:max(divergence_index(values), 1)]))
 
 
 def suggest(lrs, losses):
@@ -320,28 +341,63 @@ def suggest(lrs, losses):
             "valley": valley_suggestion(lrs, losses), "min_loss": lrs[lowest], "minimum": lrs[lowest] / 10}, ""
 
 
-def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-5, end_lr=10.0, num_iter=100,
-            step_mode="exp", smooth_f=0.05, diverge_th=5.0, skip_start=10, skip_end=5, precision="auto",
-            channels_last=True, progress=None, accumulation_steps=1, val_loader=None):
+def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=START_LR, end_lr=END_LR,
+            num_iter=NUM_ITER, step_mode=STEP_MODE, smooth_f=SMOOTH_F, diverge_th=DIVERGE_TH, skip_start=SKIP_START,
+            skip_end=SKIP_END, precision="auto", channels_last=True, progress=None, accumulation_steps=1,
+            val_loader=None):
     """Run the LR range test and return an ``LRFinderResult``; model and optimizer are restored after.
 
     The LR grows from ``start_lr`` to ``end_lr`` over ``num_iter`` batches (``step_mode`` "exp" or
     "linear"), the loss is smoothed with ``smooth_f`` and the test stops once it exceeds ``diverge_th``
-    times the best. The loader is restarted if it has fewer than ``num_iter`` batches. ``skip_start`` and
-    ``skip_end`` points are left out of the curve (shrunk when the test ran too few iterations).
-    ``accumulation_steps`` accumulates gradients over that many batches per step (the effective batch,
-    which the LR depends on, is ``accumulation_steps`` times the loader's); ``val_loader``, when given,
-    makes each point the loss on that loader instead of the training batch (slower, smoother).
-    ``train_loader`` is any iterable of ``(inputs, labels, ...)`` batches (a DataLoader, the batched
-    loader) or, for other batches (dicts, ...), a subclass of torch-lr-finder's ``TrainDataLoaderIter``
-    whose ``inputs_labels_from_batch`` returns ``(inputs, labels)``; ``val_loader`` likewise, or a
-    ``ValDataLoaderIter`` subclass. With ``channels_last`` the model and every 4-D input tensor are put in
-    channels_last memory format, the inputs on the device after the library's (non-blocking) copy.
+    times the best. Each param group trains at its ``lr_scale`` (``recipes.parameter_groups``) times the
+    ramp's LR, and the curve records the first group's. The loader is restarted if it has fewer than
+    ``num_iter`` batches. ``skip_start`` and ``skip_end`` points are left out of the curve (shrunk when the
+    test ran too few iterations). ``accumulation_steps`` accumulates gradients over that many batches per
+    step (the effective batch, which the LR depends on, is ``accumulation_steps`` times the loader's);
+    ``val_loader``, when given, makes each point the loss on that loader instead of the training batch
+    (slower, smoother). ``train_loader`` is any iterable of ``(inputs, labels, ...)`` batches (a
+    DataLoader, the batched loader) or, for other batches (dicts, ...), a subclass of torch-lr-finder's
+    ``TrainDataLoaderIter`` whose ``inputs_labels_from_batch`` returns ``(inputs, labels)``; ``val_loader``
+    likewise, or a ``ValDataLoaderIter`` subclass. With ``channels_last`` the model and every 4-D input
+    tensor are put in channels_last memory format, the inputs on the device after the (non-blocking) copy.
     ``progress``: a live bar with the LR and smoothed loss of each step (True), none (False), or as
     ``progress.show_bar`` decides (None: for a person watching, not in logs or CI). Every RNG
     (torch, CUDA, NumPy, Python) is left as it was found, so the training that follows is the same with
-    or without the test.
+    or without the test; the one exception: a DataLoader without a ``generator`` of its own draws its
+    base seed from torch's when the test starts it (as it did under torch-lr-finder's ``range_test``).
     """
+    _check_range_test(optimizer, start_lr, end_lr, num_iter, step_mode, smooth_f, diverge_th, accumulation_steps)
+    device = torch.device(device or next(model.parameters()).device)
+    precision = Precision.resolve(device, precision, channels_last)
+    settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
+                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device),
+                "accumulation_steps": accumulation_steps, "val_loader": val_loader is not None}
+    if precision.channels_last:
+        model.to(memory_format=torch.channels_last)
+    home, model_state, optimizer_state = next(model.parameters()).device, copy.deepcopy(model.state_dict()), \
+        copy.deepcopy(optimizer.state_dict())  # what torch-lr-finder's LRFinder keeps, and its reset() restores
+    # started before the RNGs are forked, as torch-lr-finder's range_test started them: a DataLoader without a
+    # generator of its own draws its base seed from torch's here, and the runs that follow depend on that draw
+    train_batches = train_loader if isinstance(train_loader, TrainDataLoaderIter) else TrainDataLoaderIter(train_loader)
+    if val_loader is not None and not isinstance(val_loader, ValDataLoaderIter):
+        val_loader = ValDataLoaderIter(val_loader)
+    start = time.perf_counter()
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            all_lrs, all_losses = _ramp(model, optimizer, criterion, train_batches, val_loader, precision, settings,
+                                        progress)
+    finally:
+        model.load_state_dict(model_state)
+        optimizer.load_state_dict(optimizer_state)  # its param groups too: each one's LR
+        model.to(home)
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+    return _result(all_lrs, all_losses, settings, skip_start, skip_end, time.perf_counter() - start)
+
+
+def _check_range_test(optimizer, start_lr, end_lr, num_iter, step_mode, smooth_f, diverge_th, accumulation_steps):
+    """Raise ``ValueError`` with what to change when ``find_lr``'s arguments cannot make a range test."""
     if not 0 < start_lr < end_lr:
         raise ValueError(f"need 0 < start_lr < end_lr; got start_lr={start_lr}, end_lr={end_lr}")
     if num_iter < 2:
@@ -358,45 +414,107 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
         raise ValueError("this optimizer already has a learning-rate scheduler attached (its param groups hold "
                          "'initial_lr'); the range test sets the LR itself. Run find_lr on a fresh optimizer, then "
                          "build the scheduler (e.g. OneCycleLR) after it.")
-    device = torch.device(device or next(model.parameters()).device)
-    precision = Precision.resolve(device, precision, channels_last)
-    if precision.channels_last:
-        model.to(memory_format=torch.channels_last)
-    amp = {}
-    if precision.dtype is not None:
-        amp = {"amp_backend": "torch", "amp_config": {"device_type": device.type, "dtype": precision.dtype},
-               "grad_scaler": precision.grad_scaler()}
-    scaler = amp.get("grad_scaler")
-    settings = {"start_lr": start_lr, "end_lr": end_lr, "num_iter": num_iter, "step_mode": step_mode,
-                "smooth_f": smooth_f, "diverge_th": diverge_th, "precision": precision.name, "device": str(device),
-                "accumulation_steps": accumulation_steps, "val_loader": val_loader is not None}
-    finder_class = ChannelsLastLRFinder if precision.channels_last else library.LRFinder
-    finder = finder_class(model, optimizer, criterion, device=device, **amp)
-    if not isinstance(train_loader, TrainDataLoaderIter):
-        train_loader = TrainDataLoaderIter(train_loader)
-    if val_loader is not None and not isinstance(val_loader, ValDataLoaderIter):
-        val_loader = ValDataLoaderIter(val_loader)
-    start = time.perf_counter()
-    bar, schedules = library.tqdm, {schedule: schedule.get_lr for schedule in (library.ExponentialLR, library.LinearLR)}
-    python_state, numpy_state = random.getstate(), np.random.get_state()
+
+
+def ramp_lr(start_lr, end_lr, num_iter, step_mode, iteration):
+    """The range test's LR at ``iteration`` (0 to ``num_iter - 1``): ``start_lr`` times
+    ``(end_lr / start_lr) ** (iteration / (num_iter - 1))`` (``"exp"``) or a straight line from ``start_lr``
+    to ``end_lr`` (``"linear"``); torch-lr-finder's ``ExponentialLR`` and ``LinearLR``, float for float."""
+    r = iteration / (num_iter - 1)
+    if step_mode == "exp":
+        return start_lr * (end_lr / start_lr) ** r
+    return start_lr + r * (end_lr - start_lr)
+
+
+def _ramp(model, optimizer, criterion, train_batches, val_batches, precision, settings, progress):
+    """The range test's loop, torch-lr-finder's ``range_test`` step for step: train on a batch at the ramp's
+    LR (each param group at its ``lr_scale`` times it), take the loss (or the validation loss), smooth it,
+    stop once it passes ``diverge_th`` times the lowest. Returns the LRs (the first group's) and the
+    smoothed losses."""
+    num_iter, smooth_f, diverge_th = settings["num_iter"], settings["smooth_f"], settings["diverge_th"]
+    scales = [group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    scaler = precision.grad_scaler()
+    model.to(precision.device)
+    lrs, losses, best = [], [], None
+    bar = progress_bar(range(num_iter), progress, desc="range test", leave=False, unit="step")
     try:
-        library.tqdm = _range_test_bar(finder, progress)
-        for schedule, get_lr in schedules.items():
-            schedule.get_lr = _at_group_scale(get_lr)
-        with contextlib.redirect_stdout(io.StringIO()), torch.random.fork_rng(devices=_cuda_devices(device)), \
-                skipped_steps_allowed(scaler):
-            finder.range_test(train_loader, val_loader, start_lr=start_lr, end_lr=end_lr, num_iter=num_iter,
-                              step_mode=step_mode, smooth_f=smooth_f, diverge_th=diverge_th,
-                              accumulation_steps=accumulation_steps)
+        for iteration in bar:
+            lr = ramp_lr(settings["start_lr"], settings["end_lr"], num_iter, settings["step_mode"], iteration)
+            for group, scale in zip(optimizer.param_groups, scales):
+                group["lr"] = lr * scale
+            loss = _train_step(model, optimizer, criterion, train_batches, precision, scaler,
+                               settings["accumulation_steps"])
+            if val_batches is not None:
+                loss = _validation_loss(model, criterion, val_batches, precision)
+            lrs.append(lr * scales[0])
+            if iteration == 0:
+                best = loss
+            else:
+                if smooth_f > 0:
+                    loss = smooth_f * loss + (1 - smooth_f) * losses[-1]
+                if loss < best:
+                    best = loss
+            losses.append(loss)
+            if postfix_due(bar, last=iteration + 1 == num_iter):
+                bar.set_postfix(lr=f"{lrs[-1]:.2e}", loss=f"{loss:.3f}")
+            if loss > diverge_th * best:
+                break
     finally:
-        library.tqdm = bar
-        for schedule, get_lr in schedules.items():
-            schedule.get_lr = get_lr
-        finder.reset()
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
-    seconds = time.perf_counter() - start
-    all_lrs, all_losses = finder.history["lr"], finder.history["loss"]
+        bar.close()
+    return lrs, losses
+
+
+def _on_device(inputs, labels, precision):
+    """A batch moved to the device as torch-lr-finder moves one (``.to(device, non_blocking=True)`` on
+    everything that has it, inside tuples, lists and dicts too), its images then in channels_last when asked."""
+    def move(value):
+        if hasattr(value, "to"):
+            return value.to(precision.device, non_blocking=True)
+        if isinstance(value, tuple):
+            return tuple(move(item) for item in value)
+        if isinstance(value, list):
+            return [move(item) for item in value]
+        if isinstance(value, dict):
+            return {key: move(item) for key, item in value.items()}
+        return value
+
+    inputs, labels = move(inputs), move(labels)
+    return (channels_last_images(inputs) if precision.channels_last else inputs), labels
+
+
+def _train_step(model, optimizer, criterion, train_batches, precision, scaler, accumulation_steps):
+    """One step of the range test over ``accumulation_steps`` batches, each loss divided by their number;
+    returns the step's loss. Under autocast in the chosen precision, through the GradScaler (a
+    pass-through but for fp16)."""
+    model.train()
+    optimizer.zero_grad()
+    total = None
+    for _ in range(accumulation_steps):
+        inputs, labels = _on_device(*next(train_batches), precision)
+        with precision.autocast():
+            loss = criterion(model(inputs), labels)
+        loss = loss / accumulation_steps
+        scaler.scale(loss).backward()
+        total = loss if total is None else total + loss
+    scaler.step(optimizer)
+    scaler.update()
+    return total.item()
+
+
+def _validation_loss(model, criterion, val_batches, precision):
+    """The mean loss over the validation loader, as torch-lr-finder's range test computes it: in eval mode,
+    without autocast, each batch's loss weighted by its size, divided by the data set's size."""
+    running_loss = 0
+    model.eval()
+    with torch.no_grad():
+        for inputs, labels in val_batches:
+            inputs, labels = _on_device(inputs, labels, precision)
+            running_loss += criterion(model(inputs), labels).item() * len(labels)
+    return running_loss / len(val_batches.dataset)
+
+
+def _result(all_lrs, all_losses, settings, skip_start, skip_end, seconds):
+    """The ``LRFinderResult`` of a curve: the skips (shrunk for a short test), the suggestions and the warnings."""
     cautions = []
     if len(all_lrs) < skip_start + skip_end + 5:
         skip_start, skip_end = len(all_lrs) // 10, 0
@@ -405,31 +523,11 @@ def find_lr(model, optimizer, criterion, train_loader, device=None, start_lr=1e-
     lrs, losses = all_lrs[skip_start:end], all_losses[skip_start:end]
     suggestions, reason = suggest(lrs, losses)
     settings.update(skip_start=skip_start, skip_end=skip_end)
-    stopped_early = len(all_lrs) < num_iter
+    stopped_early = len(all_lrs) < settings["num_iter"]
     result = LRFinderResult(lrs, losses, suggestions, settings, all_lrs, all_losses, reason, stopped_early,
                             seconds, cautions)
     result.warnings += analyse(result)
     return result
-
-
-def _cuda_devices(device):
-    return [device] if device.type == "cuda" else []
-
-
-def _range_test_bar(finder, progress):
-    """What the library's ``range_test`` loop iterates in place of its ``tqdm(range(num_iter))``: a bar
-    by ``progress.progress_bar``'s rule, with the LR and smoothed loss of the step just done."""
-    def bar(iterations):
-        live = progress_bar(iterations, progress, desc="range test", leave=False, unit="step")
-        try:
-            for iteration in live:
-                yield iteration  # the library runs the step, then asks for the next one
-                history = finder.history
-                if history["loss"] and postfix_due(live, last=iteration + 1 == len(iterations)):
-                    live.set_postfix(lr=f"{history['lr'][-1]:.2e}", loss=f"{history['loss'][-1]:.3f}")
-        finally:  # also when the library stops early (the loss diverged)
-            live.close()
-    return bar
 
 
 def analyse(result):
@@ -515,7 +613,3 @@ def write_report(result, output_dir, dataset, batch_size, command, config=None, 
                                                   zip(result.all_lrs, result.all_losses)]
     log_file.write_text("\n".join(lines) + "\n")
     return {"plot": plot_file, "log": log_file, "json": json_file}
-
-
-
-find_lr_advanced = find_lr  # the specification's name for the range test with several suggestions

@@ -28,13 +28,14 @@ import time
 from dataclasses import replace
 
 import numpy as np
-import torch
 
 import dataset
-from lr_finder import find_lr
+from lr_finder import find_lr, lowest_before_divergence
+from precision import Precision, get_device
 from recipes import IMAGENET, S10, build_criterion, build_one_cycle, build_optimizer
-from training_utils import Precision, start_epoch_randomness, test, train
-from utils import describe_machine, get_device, seed_everything
+from seeding import seed_everything, start_epoch_randomness
+from training_utils import test, train
+from utils import describe_machine
 from visualize import plot_range_tests, plot_sweep
 
 INIT_NAMES = {"zero": "zero-init residuals", "default": "torchvision's init"}
@@ -124,10 +125,10 @@ def new_model(args, num_classes, precision):
 def one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classes=10):
     """Train a fresh net for ``args.epochs`` epochs at ``max_lr``; returns the final top-1 accuracy (%),
     the top-5 accuracy (None for CIFAR) and the last epoch's training loss."""
-    recipe = replace(args.recipe, epochs=args.epochs)
+    recipe = replace(args.recipe, epochs=args.epochs, max_lr=max_lr)
     model = new_model(args, num_classes, precision)
-    optimizer = build_optimizer(recipe, model.parameters(), lr=max_lr)
-    scheduler = build_one_cycle(recipe, optimizer, max_lr, args.epochs, len(train_loader))
+    optimizer = build_optimizer(recipe, model.parameters())
+    scheduler = build_one_cycle(recipe, optimizer, len(train_loader))
     criterion = build_criterion(recipe)
     scaler = precision.grad_scaler()
     for epoch in range(1, args.epochs + 1):
@@ -160,7 +161,8 @@ def range_tests(args, train_loader, precision, num_classes=10):
 def range_test_curves(summary, label=""):
     """The range tests stored in a sweep's JSON as curves for ``plot_range_tests`` (``label`` prefixes each)."""
     return [{"label": f"{label}{test['num_iter']} iterations", "lrs": test["lrs"], "losses": test["losses"],
-             "smooth_f": test["smooth_f"], "min_loss": test["suggestions"].get("min_loss")}
+             "smooth_f": test["smooth_f"], "min_loss": test["suggestions"].get("min_loss"),
+             "lowest": lowest_before_divergence(test["losses"])}
             for test in summary.get("range_tests", [])]
 
 

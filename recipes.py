@@ -13,55 +13,85 @@ inside the builders, so ``main.py --help`` answers at once.)
 * ``RESNET50_CIFAR``: the ImageNet recipe's counterpart for ResNet-50 on 32x32 CIFAR images;
 * ``SPEEDRUN``: the third lesson's recipe for ``SpeedrunNet`` (airbench94's settings), 10 epochs.
 """
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import MISSING, asdict, dataclass, field, replace
 
 ONE_CYCLE_FIELDS = ("pct_start", "div_factor", "final_div_factor", "anneal_strategy", "three_phase",
                     "cycle_momentum", "base_momentum", "max_momentum")
+# the LR range test's defaults (lr_finder.find_lr, LRFinder.range_test, main.py): the specification's start
+START_LR = 1e-7
+END_LR = 10.0
+NUM_ITER = 100
+STEP_MODE = "exp"             # the LR grows exponentially ("exp") or linearly ("linear") from start to end
+SMOOTH_F = 0.05               # each smoothed loss: SMOOTH_F x the step's loss + (1 - SMOOTH_F) x the previous one
+DIVERGE_TH = 5.0              # the test stops once the smoothed loss exceeds this many times its lowest value
 # the LR schedules build_schedule makes; the first is the course's, the others are what it is compared with
 SCHEDULES = ("onecycle", "constant", "step", "warmup_cosine", "cosine", "warmup_step", "flat_cosine")
 
 
+def setting(default=MISSING, help="", **option):
+    """A recipe field with the help of its command-line option (main.py makes one ``--<field>`` option
+    per field; ``option`` holds argparse extras such as ``choices``; ``cli=False``: no option)."""
+    return field(default=default, metadata={"help": help, **option})
+
+
 @dataclass(frozen=True)
 class Recipe:
-    """One way to train a net, every setting in one place (units in the comments)."""
-    name: str
-    model: str                      # "custom_resnet", "resnet50" or "speedrun"
-    epochs: int
-    batch_size: int
-    max_lr: float                   # the one-cycle peak used when no range test picks one
-    optimizer: str = "sgd"          # "sgd" or "adam"
-    momentum: float = 0.9           # SGD momentum (Adam: beta1) when momentum does not cycle
-    nesterov: bool = True
-    weight_decay: float = 5e-4      # L2, on every parameter, with a mean loss over the batch
-    bias_lr_scale: float = 1.0      # batch-norm biases train at this many times the LR (weight decay / it)
-    label_smoothing: float = 0.0
-    # augmentation (Albumentations)
-    crop_padding: int = 4           # CIFAR: reflect-pad, then a random crop back to the image size
-    flip: bool = True
-    alternating_flip: bool = False  # each image flipped on every other epoch (batched loader) instead of p=0.5
-    cutout_holes: int = 0
-    cutout_length: int = 0          # pixels, square holes filled with the data mean
-    rotate_degrees: float = 0.0     # random rotation in [-deg, +deg]; 0 = off
-    color_jitter: float = 0.0       # brightness/contrast/saturation strength (image folders)
-    image_size: int = 32            # training crop size (image folders: random-resized crop)
-    # one-cycle (torch.optim.lr_scheduler.OneCycleLR)
-    pct_start: float = 0.25         # share of the steps spent rising to max_lr
-    div_factor: float = 25.0        # initial LR = max_lr / div_factor
-    final_div_factor: float = 1e4   # final LR = initial LR / final_div_factor
-    anneal_strategy: str = "linear"  # "linear" or "cos"
-    three_phase: bool = False
-    cycle_momentum: bool = True     # momentum falls from max_momentum to base_momentum while the LR rises
-    base_momentum: float = 0.85
-    max_momentum: float = 0.95
+    """One way to train a net, every setting in one place: main.py's options, the lessons' cells and
+    the builders below read these fields and nothing beside them."""
+    name: str = setting(cli=False)
+    model: str = setting(cli=False)  # "custom_resnet", "resnet50" or "speedrun" (main.py: --model)
+    epochs: int = setting(help="number of epochs")
+    batch_size: int = setting(help="images per step, over all processes")
+    max_lr: float = setting(help="peak LR of the one-cycle schedule (the LR of the others), or a range test's "
+                                 "suggested_lr.json")
+    optimizer: str = setting("sgd", cli=False)  # "sgd" or "adam"
+    momentum: float = setting(0.9, "SGD Nesterov momentum (Adam: beta1) when it does not cycle, in [0, 1)")
+    nesterov: bool = setting(True, cli=False)
+    weight_decay: float = setting(5e-4, "SGD weight decay (L2 on every parameter, with a mean loss)")
+    bias_lr_scale: float = setting(1.0, "batch-norm biases train at this many times the LR (their weight "
+                                        "decay divided by it)")
+    label_smoothing: float = setting(0.0, "cross-entropy label smoothing in [0, 1)")
+    grad_clip: float = setting(0.0, "clip the gradient norm to this value (0: off)")
+    # augmentation
+    crop_padding: int = setting(4, "CIFAR: pixels of reflect padding before the random crop (the translation)")
+    flip: bool = setting(True, cli=False)
+    alternating_flip: bool = setting(False, "CIFAR, batched loader: each image mirrored on every other epoch "
+                                            "instead of at random")
+    cutout_holes: int = setting(0, "number of cutout holes")
+    cutout_length: int = setting(0, "side of each cutout hole, pixels (filled with the data mean)")
+    rotate_degrees: float = setting(0.0, "random rotation by at most this angle (0: off)")
+    color_jitter: float = setting(0.0, "image folders: brightness/contrast/saturation jitter of this strength "
+                                       "(0: off, 0.4: the classic ImageNet value)")
+    image_size: int = setting(32, "training crop size of image folders (random-resized crop)")
+    # the LR schedule (SCHEDULES; build_schedule)
+    scheduler: str = setting("onecycle", "onecycle: OneCycleLR per batch; constant: max_lr throughout; step: LR x "
+                             "gamma every step_size epochs; warmup_cosine: one cycle's linear warm-up, then cosine "
+                             "to 0, per batch; cosine: cosine to 0 per epoch; warmup_step: the same warm-up, then LR "
+                             "x gamma half-way and at three quarters of the steps; flat_cosine: fastai's "
+                             "fit_flat_cos, max_lr for 75%% of the steps, then cosine to 0", choices=SCHEDULES)
+    step_size: int = setting(0, "step scheduler: epochs between LR drops (0: a third of the epochs)")
+    gamma: float = setting(0.1, "step and warmup_step schedulers: LR factor at each drop")
+    pct_start: float = setting(0.25, "one-cycle: share of the steps spent rising to max_lr")
+    div_factor: float = setting(25.0, "one-cycle: first LR = max_lr / this")
+    final_div_factor: float = setting(1e4, "one-cycle: last LR = first LR / this")
+    anneal_strategy: str = setting("linear", "one-cycle: shape of the rise and fall", choices=("linear", "cos"))
+    three_phase: bool = setting(False, "one-cycle: a third phase that annihilates the LR")
+    cycle_momentum: bool = setting(True, "one-cycle: momentum falls from max_momentum to base_momentum while "
+                                         "the LR rises, and back")
+    base_momentum: float = setting(0.85, "one-cycle: lowest momentum")
+    max_momentum: float = setting(0.95, "one-cycle: highest momentum")
     # the speedrun's extras
-    weight_average: bool = False    # training_utils.LookaheadAverage over the run
-    tta_views: int = 1              # test-time augmentation views of the final evaluation (1, 2 or 6)
-    whiten_bias_epochs: int = 0     # SpeedrunNet: epochs during which the whitening layer's bias trains
+    weight_average: bool = setting(False, "evaluate and keep lookahead-averaged weights "
+                                          "(training_utils.LookaheadAverage)")
+    tta_views: int = setting(1, "views of the final test-time augmentation: 1 (none), 2 (+ mirror), 6 (+ 1-pixel "
+                                "shifts)", choices=(1, 2, 6))
+    whiten_bias_epochs: int = setting(0, "SpeedrunNet: epochs during which the whitening layer's bias trains")
     # the LR range test
-    lr_start: float = 1e-4
-    lr_end: float = 10.0
-    lr_iter: int = 100
-    notes: str = field(default="", compare=False)
+    lr_start: float = setting(START_LR, "range test: first LR")
+    lr_end: float = setting(END_LR, "range test: last LR")
+    lr_iter: int = setting(NUM_ITER, "range test: iterations (batches), at least 2, or 'epoch' for one pass over the "
+                                "training data")
+    notes: str = field(default="", compare=False, metadata={"cli": False})
 
     def one_cycle_settings(self):
         """The OneCycleLR keyword arguments of this recipe (all but max_lr, epochs, steps)."""
@@ -70,6 +100,33 @@ class Recipe:
     def as_dict(self):
         """Every field, for logs and checkpoints."""
         return asdict(self)
+
+    def describe(self):
+        """Every setting on one line (the notes aside), as a run's log prints it."""
+        return f"recipe {self.name}: " + ", ".join(
+            f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+            for name, value in self.as_dict().items() if name not in ("name", "notes"))
+
+    def problems(self):
+        """What makes these settings impossible, as messages naming the option (empty when none)."""
+        ranges = [("pct_start", 0 < self.pct_start < 1, "in (0, 1)"), ("weight_decay", self.weight_decay >= 0, ">= 0"),
+                  ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
+                  ("base_momentum", 0 <= self.base_momentum < 1, "in [0, 1)"),
+                  ("max_momentum", 0 <= self.max_momentum < 1, "in [0, 1)"),
+                  ("label_smoothing", 0 <= self.label_smoothing < 1, "in [0, 1)"),
+                  ("grad_clip", self.grad_clip >= 0, ">= 0"), ("step_size", self.step_size >= 0, ">= 0"),
+                  ("cutout_holes", self.cutout_holes >= 0, ">= 0"), ("cutout_length", self.cutout_length >= 0, ">= 0"),
+                  ("rotate_degrees", 0 <= self.rotate_degrees <= 180, "in [0, 180]"),
+                  ("color_jitter", 0 <= self.color_jitter <= 1, "in [0, 1]"),
+                  ("image_size", self.image_size >= 32, "at least 32")]
+        found = [f"--{name} must be {rule}, got {getattr(self, name):g}" for name, ok, rule in ranges if not ok]
+        if self.base_momentum > self.max_momentum:
+            found.append(f"--base_momentum {self.base_momentum} must not exceed --max_momentum {self.max_momentum}")
+        if not self.lr_start < self.lr_end:
+            found.append(f"--lr_start {self.lr_start:g} must be below --lr_end {self.lr_end:g}")
+        if self.scheduler not in SCHEDULES:
+            found.append(f"--scheduler must be one of {', '.join(SCHEDULES)}, got {self.scheduler!r}")
+        return found
 
 
 S10 = Recipe(
@@ -161,14 +218,15 @@ def parameter_groups(recipe, model, lr, weight_decay=None):
 
 
 def build_optimizer(recipe, params, lr=None):
-    """The recipe's optimizer at ``lr`` (default: the recipe's ``max_lr``; a following OneCycleLR sets the
-    LR of every step anyway) over ``params``: a model (its trainable parameters in the recipe's
-    ``parameter_groups``), or an iterable of tensors or of param groups."""
+    """The recipe's optimizer over ``params`` at ``lr`` (default: the recipe's ``max_lr``; a schedule sets
+    the LR of every step anyway, and the range test starts at ``lr_start``). ``params``: a model (its
+    parameters, in the recipe's ``parameter_groups`` where batch-norm biases have their own LR scale), or
+    an iterable of tensors or of param groups."""
     import torch
 
     lr = recipe.max_lr if lr is None else lr
     if isinstance(params, torch.nn.Module):
-        params = parameter_groups(recipe, params, lr)
+        params = parameter_groups(recipe, params, lr) if recipe.bias_lr_scale != 1 else params.parameters()
     if recipe.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=recipe.momentum, nesterov=recipe.nesterov,
                                weight_decay=recipe.weight_decay)
@@ -177,7 +235,7 @@ def build_optimizer(recipe, params, lr=None):
     raise ValueError(f"recipe {recipe.name!r}: unknown optimizer {recipe.optimizer!r}; use 'sgd' or 'adam'")
 
 
-def build_one_cycle(recipe, optimizer, max_lr, epochs, steps_per_epoch):
+def build_one_cycle(recipe, optimizer, steps_per_epoch):
     """``OneCycleLR`` with every one-cycle setting of the recipe, stepped once per batch.
 
     The LR rises from ``max_lr / div_factor`` to ``max_lr`` over ``pct_start`` of the
@@ -187,11 +245,11 @@ def build_one_cycle(recipe, optimizer, max_lr, epochs, steps_per_epoch):
     """
     import torch
 
-    if max_lr is None or not max_lr > 0:
-        raise ValueError(f"max_lr must be a positive number, got {max_lr!r} (did the range test give no "
+    if recipe.max_lr is None or not recipe.max_lr > 0:
+        raise ValueError(f"max_lr must be a positive number, got {recipe.max_lr!r} (did the range test give no "
                          "suggestion? read its reason)")
-    max_lr = [max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=epochs,
+    max_lr = [recipe.max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=recipe.epochs,
                                                steps_per_epoch=steps_per_epoch, **recipe.one_cycle_settings())
 
 
@@ -243,16 +301,16 @@ class FlatCosine:
         return 0.5 * (1.0 + math.cos(math.pi * done))
 
 
-def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, step_size=None, gamma=0.1):
-    """One of ``SCHEDULES`` for ``optimizer`` (whose param groups start at ``max_lr`` times their
-    ``lr_scale``, as ``build_optimizer(recipe, model, lr=max_lr)`` makes them). Returns the scheduler and
-    whether it steps once per batch (else once per epoch):
+def build_schedule(recipe, optimizer, steps_per_epoch):
+    """The recipe's ``scheduler`` (one of ``SCHEDULES``) for ``optimizer``, whose param groups start at
+    ``max_lr`` times their ``lr_scale``, as ``build_optimizer(recipe, model)`` makes them. Returns the
+    scheduler and whether it steps once per batch (else once per epoch):
 
     * ``onecycle``: ``build_one_cycle`` (per batch);
     * ``constant``: ``max_lr`` throughout (no warm-up, no decay);
-    * ``step``: ``max_lr``, times ``gamma`` every ``step_size`` epochs (default: a third of the epochs);
-    * ``warmup_cosine``: linear warm-up from ``max_lr / div_factor`` over the recipe's ``pct_start`` of
-      the steps, then a cosine down to 0 (per batch, ``WarmupCosine``);
+    * ``step``: ``max_lr``, times ``gamma`` every ``step_size`` epochs (0: a third of the epochs);
+    * ``warmup_cosine``: linear warm-up from ``max_lr / div_factor`` over ``pct_start`` of the steps, then a
+      cosine down to 0 (per batch, ``WarmupCosine``);
     * ``cosine``: cosine from ``max_lr`` down to 0 over the epochs, no warm-up (per epoch);
     * ``warmup_step``: one cycle's linear warm-up, then ``max_lr``, times ``gamma`` half-way and again
       three quarters of the way through the steps (per batch, ``WarmupStep``);
@@ -262,10 +320,11 @@ def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, ste
     import torch
     from torch.optim import lr_scheduler as schedulers
 
+    kind, max_lr, epochs = recipe.scheduler, recipe.max_lr, recipe.epochs
     if kind not in SCHEDULES:
         raise ValueError(f"unknown schedule {kind!r}; use one of {', '.join(SCHEDULES)}")
     if kind == "onecycle":
-        return build_one_cycle(recipe, optimizer, max_lr, epochs, steps_per_epoch), True
+        return build_one_cycle(recipe, optimizer, steps_per_epoch), True
     expected = [max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     if not all(torch.isclose(torch.tensor(group["lr"]), torch.tensor(lr)) for group, lr in
                zip(optimizer.param_groups, expected)):
@@ -274,7 +333,7 @@ def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, ste
     if kind == "constant":
         return schedulers.LambdaLR(optimizer, lambda step: 1.0), False
     if kind == "step":
-        return schedulers.StepLR(optimizer, step_size=step_size or max(1, epochs // 3), gamma=gamma), False
+        return schedulers.StepLR(optimizer, step_size=recipe.step_size or max(1, epochs // 3), gamma=recipe.gamma), False
     if kind == "cosine":
         return schedulers.CosineAnnealingLR(optimizer, T_max=epochs), False
     total = epochs * steps_per_epoch
@@ -282,21 +341,21 @@ def build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, ste
     factor = {"warmup_cosine": lambda: WarmupCosine(total, warmup, recipe.div_factor),
               # OneCycleLR's own warm-up: it reaches max_lr at step pct_start * total - 1
               "warmup_step": lambda: WarmupStep(total, max(1.0, recipe.pct_start * total - 1), recipe.div_factor,
-                                                gamma),
+                                                recipe.gamma),
               "flat_cosine": lambda: FlatCosine(total, round(0.75 * total))}[kind]()
     return schedulers.LambdaLR(optimizer, factor), True
 
 
-def schedule_lrs(kind, recipe, max_lr, epochs, steps_per_epoch, **options):
-    """Every training step's LR (the first param group's) of ``build_schedule(kind, ...)``, stepped as
+def schedule_lrs(recipe, steps_per_epoch):
+    """Every training step's LR (the first param group's) of ``build_schedule(recipe, ...)``, stepped as
     ``fit`` steps it (per batch or per epoch): the schedule's shape, to plot it before or beside a run."""
     import torch
 
     probe = torch.nn.Linear(1, 1)
-    optimizer = build_optimizer(recipe, probe.parameters(), lr=max_lr)
-    scheduler, per_batch = build_schedule(kind, recipe, optimizer, max_lr, epochs, steps_per_epoch, **options)
+    optimizer = build_optimizer(recipe, probe.parameters())
+    scheduler, per_batch = build_schedule(recipe, optimizer, steps_per_epoch)
     lrs = []
-    for step in range(epochs * steps_per_epoch):
+    for step in range(recipe.epochs * steps_per_epoch):
         lrs.append(optimizer.param_groups[0]["lr"])
         optimizer.step()
         if per_batch or (step + 1) % steps_per_epoch == 0:

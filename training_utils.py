@@ -1,40 +1,34 @@
-"""Training: ``train`` and ``test`` for one epoch, ``fit`` for the epoch loop with history and checkpoints.
+"""Training: ``train`` and ``test`` for one epoch, ``fit`` for the epoch loop with history, checkpoints and
+exact resume, and ``LookaheadAverage`` (airbench's weight averaging).
 
 The default path is the fast one: autocast (bf16 on a CPU that has bf16 units, on CUDA bf16 from
 compute capability 8.0 and fp16 with a GradScaler below), channels_last, ``zero_grad(set_to_none=True)``,
-non-blocking copies. ``Precision`` decides all of it once; ``precision="fp32"`` (or
-``Precision.resolve(device, "fp32", channels_last=False)``) gives a plain fp32 run.
+non-blocking copies. ``precision.Precision`` decides all of it once; ``precision="fp32"`` (or
+``Precision.resolve(device, "fp32", channels_last=False)``) gives a plain fp32 run. The checkpoints
+``fit`` writes are ``checkpoints.py``'s, the per-epoch seeds ``seeding.py``'s, and what a run of several
+processes adds ``distributed.py``'s.
 """
 import contextlib
-import os
 import time
 import warnings
 from collections import namedtuple
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from dataset import SKIPPED_LABEL, derive_seed
+from checkpoints import (CheckpointError, check_compatible, load_checkpoint, save_checkpoint, saved_epoch,
+                         scheduler_state)
+from dataset import SKIPPED_LABEL
+from distributed import is_distributed, process_rank, share_buffers_from_rank0, sum_over_processes
+from precision import Precision
 from progress import postfix_due, progress_bar
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+from seeding import start_epoch_randomness
+from specification import evaluate, train_epoch  # noqa: F401 (the specification's names for train and test)
 
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or infinite; training stopped."""
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be read or does not belong to this run."""
-
-
-def get_device(name="auto"):
-    """``"auto"``: ``cuda`` when available, else ``cpu``; any other name is taken as it is."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def get_lr(optimizer):
@@ -46,95 +40,6 @@ def get_momentum(optimizer):
     """Momentum of the first parameter group (SGD momentum or Adam's beta1), or None."""
     group = optimizer.param_groups[0]
     return group["betas"][0] if "betas" in group else group.get("momentum")
-
-
-def cpu_has_bf16():
-    """True when this CPU has native bf16 units (AMX or AVX-512 BF16), where bf16 autocast pays off."""
-    return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-                or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-
-
-def cuda_has_bf16(device=None):
-    """True when the GPU computes in bf16 natively: compute capability 8.0 (Ampere) and up.
-
-    ``torch.cuda.is_bf16_supported()`` also counts emulation, so it is true on a T4 (7.5) or a V100
-    (7.0), which have no bf16 tensor cores; there fp16 with a GradScaler is the fast choice."""
-    return torch.cuda.get_device_capability(device)[0] >= 8
-
-
-def precision_reason(device, name):
-    """Why ``resolve_precision(device, "auto")`` chose ``name``, in words for a log line: the GPU's compute
-    capability, or whether the CPU has bf16 units."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        major, minor = torch.cuda.get_device_capability(device)
-        fast = "bf16 tensor cores" if major >= 8 else "no bf16 tensor cores: fp16 with a GradScaler"
-        return f"{torch.cuda.get_device_name(device)}, compute capability {major}.{minor}: {fast}"
-    return ("this CPU has bf16 units (AMX or AVX-512 BF16)" if cpu_has_bf16()
-            else "this CPU has no bf16 units (bf16 would be emulated, slower than fp32)")
-
-
-def resolve_precision(device, precision="auto"):
-    """Turn ``"auto"`` into the fastest safe choice: on CUDA bf16 from compute capability 8.0 and fp16
-    (with a GradScaler) below it; on the CPU bf16 where it has bf16 units, fp32 elsewhere."""
-    if isinstance(precision, Precision):
-        return precision.name
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    device = torch.device(device)
-    if precision != "auto":
-        if precision == "fp16" and device.type != "cuda":
-            raise ValueError("fp16 autocast needs CUDA; use precision='bf16' or 'fp32' on the CPU")
-        return precision
-    if device.type == "cuda":
-        return "bf16" if cuda_has_bf16(device) else "fp16"
-    return "bf16" if device.type == "cpu" and cpu_has_bf16() else "fp32"
-
-
-@dataclass(frozen=True)
-class Precision:
-    """How tensors are computed, decided once: the device, the autocast dtype (``name``: bf16, fp16 or
-    fp32) and the memory format. ``train``, ``test``, ``fit`` and ``find_lr`` share it."""
-    device: torch.device
-    name: str
-    channels_last: bool = True
-
-    @classmethod
-    def resolve(cls, device, precision="auto", channels_last=True):
-        """A ``Precision`` from a device and ``"auto"``/``"bf16"``/``"fp16"``/``"fp32"`` (or one given)."""
-        if isinstance(precision, Precision):
-            return precision
-        return cls(torch.device(device), resolve_precision(device, precision), channels_last)
-
-    @property
-    def dtype(self):
-        """The autocast dtype, or None for fp32."""
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.name)
-
-    def autocast(self):
-        """The autocast context (disabled for fp32)."""
-        return torch.autocast(self.device.type, dtype=self.dtype or torch.float32, enabled=self.dtype is not None)
-
-    @property
-    def scales_gradients(self):
-        """fp16 needs loss scaling (a GradScaler); bf16 and fp32 do not."""
-        return self.name == "fp16"
-
-    def grad_scaler(self):
-        """A GradScaler that is enabled only for fp16 (a pass-through otherwise)."""
-        return torch.amp.GradScaler(self.device.type, enabled=self.scales_gradients)
-
-    def prepare(self, model):
-        """Move the model to the device, in channels_last memory format when asked."""
-        model = model.to(self.device)
-        return model.to(memory_format=torch.channels_last) if self.channels_last else model
-
-    def batch(self, x, y):
-        """A batch on the device (non-blocking), inputs in the chosen memory format."""
-        x = x.to(self.device, non_blocking=True)
-        if self.channels_last and x.dim() == 4:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x, y.to(self.device, non_blocking=True)
 
 
 def unwrap(model):
@@ -157,22 +62,13 @@ def compile_model(model, **options):
     return torch.compile(model, dynamic=False, **options)
 
 
-def prepare_model(model, device, channels_last=True):
-    """Move the model to the device, in channels_last memory format when asked."""
-    return Precision(torch.device(device), "fp32", channels_last).prepare(model)
-
-
-def _distributed():
-    return torch.distributed.is_available() and torch.distributed.is_initialized()
-
-
 def _check_finite(losses, count, epoch):
     """Raise ``NonFiniteLossError`` when a loss among the first ``count`` is NaN or infinite. In a
     distributed run every process checks at the same steps and learns whether any process failed, so all
     of them stop together (instead of the others waiting in the next gradient all-reduce until a timeout)."""
     bad = ~torch.isfinite(losses[:count])
     failed = bad.any()
-    if _distributed():
+    if is_distributed():
         anywhere = failed.to(torch.int32)
         torch.distributed.all_reduce(anywhere)
         if anywhere.item() and not failed.item():
@@ -212,15 +108,6 @@ def _step_scheduler(scheduler, scaler):
         return
     with skipped_steps_allowed(scaler):
         scheduler.step()
-
-
-def _sum_over_processes(values, device):
-    """Sum a list of numbers over the processes of a distributed run (returned unchanged otherwise)."""
-    if not _distributed():
-        return values
-    totals = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(totals)
-    return totals.tolist()
 
 
 class TrainResult(namedtuple("TrainResult", "correct processed loss_sum")):
@@ -273,7 +160,7 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
     correct, seen, skipped = (torch.zeros((), device=precision.device, dtype=torch.long) for _ in range(3))
     lrs, momentums = [], []
     # a finite-loss check reads the loss back (a device sync on CUDA, an all-reduce when distributed)
-    check_every = 20 if precision.device.type == "cuda" or _distributed() else 1
+    check_every = 20 if precision.device.type == "cuda" or is_distributed() else 1
     bar = progress_bar(loader, progress, desc=f"epoch {epoch}" if epoch is not None else "train", leave=False,
                        unit="batch")
     for step, batch in enumerate(bar):
@@ -307,7 +194,7 @@ def train(model, device, loader, optimizer, criterion, scheduler=None, *, precis
             bar.set_postfix(loss=f"{losses[step].item():.3f}", acc=f"{100 * correct.item() / max(seen.item(), 1):.2f}%",
                             lr=f"{get_lr(optimizer):.2e}")
     _check_finite(losses, num_steps, epoch)
-    loss_sum, hits, seen, skipped, steps = _sum_over_processes(
+    loss_sum, hits, seen, skipped, steps = sum_over_processes(
         [losses.sum().item(), correct.item(), seen.item(), skipped.item(), num_steps], precision.device)
     mean = loss_sum / max(steps, 1)  # over the steps of every process
     result = TrainResult(int(hits), int(seen), mean * num_steps)
@@ -338,7 +225,7 @@ def test(model, device, loader, criterion, *, precision="auto", topk=1, progress
         correct[:len(hits)] += hits
         seen += valid.sum()
         skipped += len(y) - valid.sum()
-    loss_sum, seen, skipped, *hits = _sum_over_processes([total_loss.item(), seen.item(), skipped.item(),
+    loss_sum, seen, skipped, *hits = sum_over_processes([total_loss.item(), seen.item(), skipped.item(),
                                                           *correct.tolist()], precision.device)
     result = TestResult(int(hits[0]), loss_sum / max(seen, 1))
     result.processed, result.skipped = int(seen), int(skipped)
@@ -392,124 +279,11 @@ class LookaheadAverage:
             self.average[name].copy_(tensor)
 
 
-# ------------------------------------------------------------------------------------------ checkpoints
-def save_checkpoint(state, path):
-    """Write ``state`` atomically: a temp file in the same folder, flushed and fsynced, then renamed over
-    ``path``. A crash part way leaves the previous checkpoint intact. Ctrl-C (or SIGTERM) inside
-    ``torch.save`` makes its zip writer fail with a RuntimeError on the way out; that comes out as the
-    KeyboardInterrupt it is, so the run stops with its resume message rather than a traceback."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as file:
-            torch.save(state, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except Exception as error:
-        if isinstance(error.__context__, KeyboardInterrupt):
-            raise KeyboardInterrupt from error
-        raise
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def load_checkpoint(path, map_location="cpu"):
-    """Load a checkpoint with ``weights_only=True`` (no code in a file can run); clear errors for a
-    missing, truncated, or unsafe file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:
-        if "weights_only" in str(error) or "Unsupported global" in str(error):
-            raise CheckpointError(f"{path} holds objects other than tensors and plain data; it was refused "
-                                  "because loading it could run code. Only load checkpoints you trust.") from None
-        raise CheckpointError(f"cannot read checkpoint {path} ({type(error).__name__}: {error}); the file is "
-                              "truncated or not a checkpoint: use another one (best.pt, epoch_*.pt)") from None
-    if not isinstance(state, dict) or "model" not in state or "epoch" not in state:
-        raise CheckpointError(f"{path} is not a checkpoint of this repository (no 'model'/'epoch' entries)")
-    return state
-
-
-def _saved_epoch(path):
-    """The epoch a checkpoint holds, read without loading its tensors (memory-mapped); None without one."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]
-    except Exception:  # missing or unreadable: there is nothing to resume from
-        return None
-
-
-def _check_compatible(state, model, epochs, steps_per_epoch, path):
-    own = model.state_dict()
-    theirs = state["model"]
-    mismatched = [k for k in own if k not in theirs or theirs[k].shape != own[k].shape]
-    if mismatched or set(theirs) - set(own):
-        detail = mismatched[0] if mismatched else sorted(set(theirs) - set(own))[0]
-        shape = f" (checkpoint {tuple(theirs[detail].shape)}, model {tuple(own[detail].shape)})" \
-            if detail in theirs and detail in own else ""
-        raise CheckpointError(f"{path} belongs to another model or class count: '{detail}' differs{shape}")
-    saved = (state.get("epochs"), state.get("steps_per_epoch"))
-    if saved != (epochs, steps_per_epoch):
-        raise CheckpointError(f"{path} is from a run of {saved[0]} epochs x {saved[1]} steps; this run has "
-                              f"{epochs} x {steps_per_epoch}. A one-cycle schedule cannot continue with another "
-                              "length: use the same --epochs and --batch_size, or start a new run.")
-
-
-def scheduler_state(scheduler):
-    """``scheduler.state_dict()`` without the functions in it, which ``torch.load(weights_only=True)``
-    refuses. torch 2.3 keeps OneCycleLR's anneal function there (``anneal_func``; torch 2.4 its name,
-    pytorch/pytorch#123775); the scheduler built again to resume has its own, which loading keeps."""
-    return {key: value for key, value in scheduler.state_dict().items() if not callable(value)}
-
-
 # ---------------------------------------------------------------------------------------------- fit
 def new_history():
     """An empty history: per-epoch metrics and time, and the LR and momentum at every step."""
     return {"train_loss": [], "train_acc": [], "test_loss": [], "test_acc": [], "test_top5": [],
             "epoch_time": [], "lr": [], "momentum": []}
-
-
-def start_epoch_randomness(loader, seed, epoch, rank=0):
-    """Derive every random choice of an epoch from ``(seed, epoch, rank)``: the global torch RNG, and the
-    loader's shuffling and augmentation (through ``set_epoch`` on the loader or its sampler). A resumed
-    run therefore replays the remaining epochs exactly, with no RNG snapshot in the checkpoint."""
-    torch.manual_seed(derive_seed(seed, epoch, rank))
-    for target in (loader, getattr(loader, "sampler", None), getattr(loader, "batch_sampler", None)):
-        if hasattr(target, "set_epoch"):
-            target.set_epoch(epoch)
-
-
-def _rank():
-    return torch.distributed.get_rank() if _distributed() else 0
-
-
-def replicas_agree(model):
-    """In a distributed run, check that every process holds exactly rank 0's weights and buffers (what
-    DistributedDataParallel guarantees and the checkpoint holds); returns a line for the log, or raises
-    ``RuntimeError`` naming the first tensor that differs (a model trained without the DDP wrapper, say)."""
-    if not _distributed():
-        return "one process: nothing to compare"
-    for name, tensor in unwrap(model).state_dict().items():
-        reference = tensor.detach().clone()
-        torch.distributed.broadcast(reference, 0)
-        same = torch.tensor(int(torch.equal(reference, tensor)), device=tensor.device)
-        torch.distributed.all_reduce(same, op=torch.distributed.ReduceOp.MIN)
-        if not same.item():
-            raise RuntimeError(f"the processes hold different weights: '{name}' differs from rank 0's; was the "
-                               "model wrapped in DistributedDataParallel?")
-    return f"weights and buffers identical in all {torch.distributed.get_world_size()} processes"
-
-
-def _share_buffers_from_rank0(model):
-    """Give every process rank 0's buffers (batch-norm running statistics). DDP broadcasts them at the
-    start of each training forward, but the last step leaves each process with statistics from its own
-    batches; after this, every process evaluates the very model that rank 0 saves in the checkpoint."""
-    if _distributed():
-        for buffer in model.buffers():
-            torch.distributed.broadcast(buffer, 0)
 
 
 def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, scheduler=None, *,
@@ -550,7 +324,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
     if resume:
         state = load_checkpoint(resume)
-        _check_compatible(state, raw_model, epochs, len(train_loader), resume)
+        check_compatible(state, raw_model, epochs, len(train_loader), resume)
         raw_model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler"):
@@ -581,7 +355,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     try:
         for epoch in range(start_epoch, epochs + 1):
             start = time.perf_counter()
-            start_epoch_randomness(train_loader, seed, epoch, _rank())
+            start_epoch_randomness(train_loader, seed, epoch, process_rank())
             trained = train(model, device, train_loader, optimizer, criterion,
                             scheduler if scheduler_per_batch else None, precision=precision, scaler=scaler,
                             grad_clip=grad_clip, epoch=epoch, progress=progress,
@@ -590,7 +364,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                 scheduler.step()
             if weight_average is not None and epoch == epochs:
                 weight_average.finish()
-            _share_buffers_from_rank0(raw_model)
+            share_buffers_from_rank0(raw_model)
             tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk,
                           progress=progress, desc=f"epoch {epoch} {test_name}")
             history["epoch_time"].append(time.perf_counter() - start)
@@ -617,7 +391,7 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                 save_checkpoint(state, checkpoint_dir / "last.pt")
     except KeyboardInterrupt:  # it can land anywhere, even between writing last.pt and noting it: ask the file
         last = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
-        saved = _saved_epoch(last) if last is not None else None
+        saved = saved_epoch(last) if last is not None else None
         stage = f"after epoch {epoch} was saved" if saved == epoch else f"during epoch {epoch}"
         if saved is not None:
             where = f"; {last} holds epoch {saved}, continue with resume='{last}' (main.py --resume)"
@@ -630,22 +404,3 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
         log(f"interrupted {stage}{where}")
         raise
     return history
-
-
-def train_with_one_cycle(model, train_loader, val_loader, optimizer, criterion, max_lr, num_epochs, device=None,
-                         recipe=None, **fit_options):
-    """The specification's one call: train ``num_epochs`` epochs under ``OneCycleLR`` peaking at ``max_lr``
-    (the one-cycle settings of ``recipe``, by default ``recipes.IMAGENET``'s: 30% warm-up, cosine
-    annealing, momentum cycled 0.95 -> 0.85 -> 0.95), evaluating on ``val_loader`` after each epoch;
-    returns the history dict of ``fit`` (``train_loss``, ``train_acc``, ``test_loss``, ``test_acc``, the
-    per-step ``lr`` and ``momentum``). ``device`` defaults to CUDA when available; ``fit_options`` go to
-    ``fit`` (``checkpoint_dir``, ``precision``, ``seed``, ...)."""
-    from recipes import IMAGENET, build_one_cycle
-
-    device = torch.device(device) if device is not None else get_device()
-    scheduler = build_one_cycle(recipe or IMAGENET, optimizer, max_lr, num_epochs, len(train_loader))
-    return fit(model, device, train_loader, val_loader, optimizer, criterion, num_epochs, scheduler, **fit_options)
-
-
-train_epoch = train  # the specification's name for ``train``: one training epoch
-evaluate = test  # the specification's name for ``test``: one evaluation pass

@@ -1,19 +1,22 @@
-"""Helpers around training: data statistics, misclassified samples, device choice, seeding, summaries."""
+"""Helpers around a run, for the lessons: data statistics, predictions and misclassified samples,
+describing the machine and the model (summaries, parameter counts).
+
+The device and precision are ``precision.py``'s, the seeds ``seeding.py``'s, the figures ``visualize.py``'s.
+The S10 reference notebook imported three figures from here; those names, shims in ``specification.py``,
+are the only names this module takes from elsewhere."""
 import contextlib
 import copy
 import os
 import platform
-import random
 
 import numpy as np
 import torch
 from torchsummary import summary
 
 from dataset import channel_stats
-from training_utils import Precision, get_device  # noqa: F401 (get_device: the lessons import it from here)
-# the S10 reference notebook imports these figures from utils; they live in visualize
-from visualize import (display_cifar_misclassified_data, display_loss_and_accuracies,  # noqa: F401
-                       visualize_cifar_augmentation)
+from precision import Precision
+from specification import (display_cifar_misclassified_data, display_loss_and_accuracies,  # noqa: F401
+                           visualize_cifar_augmentation)  # (the specification's names)
 
 
 def get_cifar_statistics(data, data_set_type="Train"):
@@ -98,13 +101,6 @@ def describe_machine(device):
     except (OSError, StopIteration):
         units = []
     return (f"{model}, {os.cpu_count()} cores, bf16 units: {', '.join(units) or 'none'}, torch {torch.__version__}")
-
-
-def seed_everything(seed=1):
-    """Seed Python, NumPy and torch (CPU and CUDA)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ import seaborn as sns
 import torch
 from matplotlib.figure import Figure
 
+from specification import display_cifar_data_samples  # noqa: F401 (the specification's name)
+
 
 class NotebookFigure(Figure):
     """A matplotlib ``Figure`` that Jupyter shows as a PNG when a cell returns it, with or without
@@ -133,29 +135,39 @@ DIVERGING_MARKER = "X"
 ACCURACY_MIN_SPAN = 10.0  # percentage points: the least height of an accuracy axis
 
 
-def range_test_view(losses):
+def finite_stretch(losses):
+    """``(first, values)``: a curve's first stretch of finite values, from its first finite value up to the
+    next NaN or infinite one, and where it starts; ``(None, None)`` for a curve without a finite value."""
+    losses = np.asarray(losses, dtype=float)
+    finite = np.flatnonzero(np.isfinite(losses))
+    if not len(finite):
+        return None, None
+    first = int(finite[0])
+    values = losses[first:]
+    if not np.isfinite(values).all():
+        values = values[:int(np.argmin(np.isfinite(values)))]
+    return first, values
+
+
+def range_test_view(losses, lowest=None):
     """What a range-test plot shows of one smoothed loss curve: ``(bottom, top, diverging)``.
 
-    ``diverging`` is the index of the first point past the curve's lowest loss (the lowest before the
-    loss doubles, as ``lr_finder.suggest`` finds its ``min_loss``) where the loss has climbed back half of
-    its fall (half-way from its lowest value to its first value): from there on the LR undoes what the
-    net learned. ``None`` when the curve never climbs that far (or never fell).
+    ``lowest`` is the index in ``losses`` of the lowest loss that counts, as the range test's analysis
+    finds it (``lr_finder.lowest_before_divergence``: the lowest before the loss doubles, as
+    ``lr_finder.suggest`` finds its ``min_loss``); by default the lowest finite loss of the curve.
+    ``diverging`` is the index of the first point past it where the loss has climbed back half of its
+    fall (half-way from its lowest value to its first value): from there on the LR undoes what the net
+    learned. ``None`` when the curve never climbs that far (or never fell).
 
     The y-range holds the whole fall and that climb: from a little below the lowest loss to a quarter of
     the fall above the starting loss (or the curve's highest point up to ``diverging``, when higher), so
     the rise after the minimum is drawn leaving the frame upwards. Nothing above one full fall over the
     starting loss stretches the axis, so a blow-up to many times the loss does not flatten the curve.
     ``None`` for a curve without a finite value."""
-    from lr_finder import divergence_index
-
-    losses = np.asarray(losses, dtype=float)
-    finite = np.flatnonzero(np.isfinite(losses))
-    if not len(finite):
+    first, values = finite_stretch(losses)
+    if values is None:
         return None
-    values = losses[finite[0]:]
-    if not np.isfinite(values).all():  # the curve up to its first NaN or infinite loss
-        values = values[:int(np.argmin(np.isfinite(values)))]
-    start, lowest_index = values[0], int(np.argmin(values[:max(divergence_index(values), 1)]))
+    start, lowest_index = values[0], int(np.argmin(values)) if lowest is None else lowest - first
     fall = start - values[lowest_index]
     if fall <= 0:  # the curve never fell: show all of it
         low, high = float(values.min()), float(values.max())
@@ -165,7 +177,7 @@ def range_test_view(losses):
     diverging = lowest_index + int(halfway[0]) if len(halfway) else None
     shown = values[:None if diverging is None else diverging + 1]
     top = max(min(float(shown.max()), start + fall), start + 0.25 * fall)
-    return start - 1.15 * fall, top + 0.05 * fall, None if diverging is None else int(finite[0]) + diverging
+    return start - 1.15 * fall, top + 0.05 * fall, None if diverging is None else first + diverging
 
 
 def legend_outside(ax, handles=None, labels=None, below=False, **options):
@@ -212,7 +224,7 @@ def plot_lr_finder(result, chosen_lr=None, save_path=None):
     if chosen is not None and merged is None:
         handles.append(chosen)
         labels.append(chosen.get_label())
-    view = range_test_view(result.losses)
+    view = range_test_view(result.losses, result.lowest)
     if view:
         bottom, top, diverging = view
         ax.set_ylim(bottom, top)
@@ -235,21 +247,22 @@ def plot_lr_finder(result, chosen_lr=None, save_path=None):
 
 def plot_range_tests(curves, save_path=None, title="", chance=None):
     """Range tests' smoothed loss against the LR (log scale), one curve each (dicts with ``label``,
-    ``lrs``, ``losses``, ``smooth_f`` and ``min_loss``), the raw loss faintly, each min_loss marked by a
-    dotted line in the curve's colour, each curve's divergence by an X, and ``chance`` (the loss of a
-    uniform guess, ln of the class count) as a dashed line. The y-range holds every curve's
-    ``range_test_view``; the legend, one entry per curve, stands below the axes."""
+    ``lrs``, ``losses``, ``smooth_f``, ``min_loss`` and, when known, ``lowest``: the index that
+    ``range_test_view`` takes), the raw loss faintly, each min_loss marked by a dotted line in the curve's
+    colour, each curve's divergence by an X, and ``chance`` (the loss of a uniform guess, ln of the class
+    count) as a dashed line. The y-range holds every curve's ``range_test_view``; the legend, one entry per
+    curve, stands below the axes."""
     figure = NotebookFigure(figsize=(9, 7))
     ax = figure.add_subplot()
     bottoms, tops, diverged = [], [], False
     for curve, colour in zip(curves, CURVE_COLOURS):
         lrs, losses = np.asarray(curve["lrs"]), np.asarray(curve["losses"])
         ax.plot(lrs, raw_losses(losses, curve["smooth_f"]), color=colour, alpha=0.15, linewidth=0.8)
-        lowest = curve.get("min_loss")
-        ax.plot(lrs, losses, color=colour, label=curve["label"] + (f": min_loss {lowest:.3g}" if lowest else ""))
-        if lowest:
-            ax.axvline(lowest, color=colour, linestyle=":")
-        view = range_test_view(losses)
+        min_loss = curve.get("min_loss")
+        ax.plot(lrs, losses, color=colour, label=curve["label"] + (f": min_loss {min_loss:.3g}" if min_loss else ""))
+        if min_loss:
+            ax.axvline(min_loss, color=colour, linestyle=":")
+        view = range_test_view(losses, curve.get("lowest"))
         if view:
             bottoms.append(view[0])
             tops.append(view[1])
@@ -418,38 +431,3 @@ def plot_confusion_matrix(truth, predicted, class_names, save_path=None):
     accuracy = 100 * np.trace(matrix) / max(matrix.sum(), 1)
     ax.set_title(f"confusion matrix (accuracy {accuracy:.2f}%)")
     return _finish(figure, save_path)
-
-
-plot_training_history = plot_history  # the specification's name for ``plot_history``
-
-
-# ------------------------------------------------------------------ the S10 reference notebook's names
-def display_cifar_data_samples(data_set, number_of_samples, classes, save_path=None):
-    """The reference notebook's call: ``plot_samples`` of the first ``number_of_samples`` items of any
-    (image, label) data set (a torchvision CIFAR10, ``dataset.TransformedDataset``, ...)."""
-    items = [data_set[index] for index in range(number_of_samples)]
-    return plot_samples([image for image, _ in items], [label for _, label in items], classes,
-                        count=number_of_samples, save_path=save_path)
-
-
-def visualize_cifar_augmentation(data_set, transforms, count=5, save_path=None):
-    """The reference notebook's call: ``plot_augmentations`` of each transform in ``transforms`` (a dict
-    name -> Albumentations transform) on the first ``count`` raw images of ``data_set`` (one with
-    ``.data``, e.g. ``dataset.TransformedDataset`` or torchvision's CIFAR10)."""
-    return plot_augmentations([np.asarray(image) for image in data_set.data[:count]], transforms, save_path)
-
-
-def display_loss_and_accuracies(train_losses, train_acc, test_losses, test_acc, save_path=None):
-    """The reference notebook's call: ``plot_history`` of four per-epoch lists."""
-    return plot_history({"train_loss": train_losses, "train_acc": train_acc, "test_loss": test_losses,
-                         "test_acc": test_acc}, save_path)
-
-
-def display_cifar_misclassified_data(misclassified_data, classes, inv_normalize, number_of_samples=10, save_path=None):
-    """The reference notebook's call: ``plot_misclassified`` of ``utils.get_misclassified_data``'s
-    ``(image, true, predicted)`` list, the images de-normalised by ``inv_normalize`` (a torchvision
-    ``Normalize`` that undoes the training normalisation)."""
-    items = misclassified_data[:number_of_samples]
-    images = [displayable(inv_normalize(image).clamp(0, 1)) for image, _, _ in items]
-    return plot_misclassified(images, [t for _, t, _ in items], [p for _, _, p in items], classes,
-                              count=number_of_samples, save_path=save_path)

@@ -124,8 +124,8 @@ def run_airbench(module, data_dir, seed):
     the precision and the in-process seconds."""
     import torch
 
-    from training_utils import resolve_precision
-    precision = resolve_precision(torch.device("cpu"))
+    from precision import Precision
+    precision = Precision.resolve(torch.device("cpu")).name
     with tempfile.TemporaryDirectory() as work:
         write_airbench_data(data_dir, work)
         torch.manual_seed(seed)

@@ -24,15 +24,17 @@ sys.path.insert(0, str(ROOT))
 
 NOTEBOOK_CELL = """
 import json, sys, time
+from dataclasses import replace
 import torch
 import dataset
 from custom_resnet import CustomResNet
 from recipes import S10, build_criterion, build_one_cycle, build_optimizer
-from training_utils import fit, prepare_model, resolve_precision
-from utils import seed_everything
+from precision import Precision
+from seeding import seed_everything
+from training_utils import fit
 folder, out = sys.argv[1], sys.argv[2]
 device = torch.device("cpu")
-precision = resolve_precision(device)
+precision = Precision.resolve(device)
 train_data, test_data = (dataset.load_cifar("cifar10", folder, train=t) for t in (True, False))
 mean, std = dataset.channel_stats(train_data[0])
 train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*train_data), dataset.cifar_train_transforms(
@@ -41,12 +43,12 @@ test_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*test_data), datase
 train_loader = dataset.make_loader(train_set, S10.batch_size, train=True, device=device, workers=None, seed=1)
 test_loader = dataset.make_loader(test_set, 1000, train=False, device=device, workers=None)
 seed_everything(1)
-model = prepare_model(CustomResNet(), device)
+model = precision.prepare(CustomResNet())
 optimizer = build_optimizer(S10, model.parameters(), lr=0.4)
-scheduler = build_one_cycle(S10, optimizer, 0.4, 1, len(train_loader))
+scheduler = build_one_cycle(replace(S10, max_lr=0.4, epochs=1), optimizer, len(train_loader))
 history = fit(model, device, train_loader, test_loader, optimizer, build_criterion(S10), 1, scheduler,
               precision=precision, seed=1, log=lambda *_: None)
-json.dump({"epoch_time": history["epoch_time"], "precision": precision}, open(out, "w"))
+json.dump({"epoch_time": history["epoch_time"], "precision": precision.name}, open(out, "w"))
 """
 
 

@@ -5,7 +5,7 @@
 
 (a) plain: fp32 (TF32 off: on Ampere and later GPUs PyTorch runs fp32 convolutions in TF32 unless told
     not to), NCHW, Albumentations DataLoader (the reference notebook's path);
-(b) default: autocast where it pays (resolve_precision) + channels_last, Albumentations DataLoader;
+(b) default: autocast where it pays (Precision.resolve) + channels_last, Albumentations DataLoader;
 (c) default with the device-resident BatchedCifarLoader;
 (d) with --compile: (c) on the torch.compile'd model (compile time reported, not counted in the rate).
 For each: images/s of whole training steps with data, and of the model step alone on a fixed batch;
@@ -39,7 +39,8 @@ from dataset import (IMAGENET_MEAN, IMAGENET_STD, AlbumentationsDataset, ImageAr
                      cifar_train_transforms, crop_scale, image_folder,
                      imagenet_train_transforms, make_loader)
 from image_cache import cached_split  # noqa: E402
-from training_utils import Precision, compile_model, resolve_precision  # noqa: E402
+from precision import Precision  # noqa: E402
+from training_utils import compile_model  # noqa: E402
 from utils import describe_machine  # noqa: E402
 
 MEAN, STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -145,7 +146,7 @@ def resnet50_table(args, device, steps, warmup):
     """ResNet-50 v1.5 at ``--image_size`` from JPEG files: the folder path (decode, random-resized crop and
     flip per image in DataLoader workers) against the decoded-once path (``image_cache`` +
     ``BatchedImageLoader``), each beside the model step alone; then each data path alone."""
-    fast = resolve_precision(device)
+    fast = Precision.resolve(device).name
     batch, size = args.batch_size, args.image_size
     with tempfile.TemporaryDirectory() as scratch:
         root = args.image_dir or jpeg_folder(scratch, batch * (steps + warmup + 2))
@@ -228,7 +229,7 @@ def main(argv=None):
     album = make_loader(AlbumentationsDataset(ImageArrays(images, labels), cifar_train_transforms(MEAN, STD, 8)),
                         args.batch_size, train=True, device=device)
     batched = BatchedCifarLoader(images, labels, args.batch_size, MEAN, STD, device=device, cutout_size=8)
-    fast = resolve_precision(device)
+    fast = Precision.resolve(device).name
     paths = [("(a) plain fp32 (no TF32), NCHW, Albumentations", "fp32", False, album),
              ("(b) default, Albumentations", fast, True, album),
              ("(c) default, batched loader", fast, True, batched)]

@@ -49,7 +49,7 @@ def resumed_run_equals_straight_run(run_main, common, folder):
     """Run main.py with ``common`` options straight (3 epochs, ``--save_every 1``) and again resumed from
     the straight run's ``epoch_1.pt``; assert both end with the same weights, bit for bit. Returns the
     two completed processes."""
-    from training_utils import load_checkpoint
+    from checkpoints import load_checkpoint
 
     straight = run_main(*common, "--output_dir", folder / "straight", timeout=300)
     assert straight.returncode == 0, straight.stderr[-2000:]

@@ -95,7 +95,7 @@ def fingerprint():
     import numpy
     import torch
 
-    from training_utils import cpu_has_bf16
+    from precision import cpu_has_bf16
 
     return {"torch": torch.__version__, "numpy": numpy.__version__, "albumentations": albumentations.__version__,
             "cpu_bf16_units": cpu_has_bf16()}

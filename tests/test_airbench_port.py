@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
-from training_utils import resolve_precision
+from precision import Precision
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import airbench_cpu  # noqa: E402
@@ -73,7 +73,7 @@ def test_the_port_runs_airbench_style_code_on_the_cpu_and_restores_torch(stand_i
     event, half = torch.cuda.Event, torch.Tensor.half
     result = airbench_cpu.run_airbench(module, tiny_cifar, seed=3)
     inside = module.seen
-    precision = resolve_precision(torch.device("cpu"))
+    precision = Precision.resolve(torch.device("cpu")).name
     assert result["precision"] == precision and inside["autocast"] == (precision == "bf16")
     assert inside["covariance_dtype"] == torch.float32  # the whitening statistics stay fp32 under autocast
     assert inside["weight_dtype"] == torch.float32 and inside["image_dtype"] == torch.float32

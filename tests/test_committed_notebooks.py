@@ -2,10 +2,8 @@
 full, top to bottom, with plain-text outputs GitHub and nbval can show: no error cell, no progress-bar
 widget or carriage-return redraws, no path of the machine it ran on, under 8 MB."""
 import re
-import runpy
 import sys
 from pathlib import Path
-from unittest import mock
 
 import pytest
 
@@ -13,19 +11,12 @@ nbformat = pytest.importorskip("nbformat")  # absent where only the unit tests r
 ROOT = Path(__file__).resolve().parents[1]
 LESSONS = {"S10.ipynb": "build_s10.py", "ImageNet_LR_Finder.ipynb": "build_imagenet.py",
            "CIFAR10_Speedrun.ipynb": "build_speedrun.py"}
+sys.path.insert(0, str(ROOT / "tools"))
+from sync_code_cells import built  # noqa: E402 (the notebook a builder writes)
+
 MACHINE_PATH = re.compile(r"(/work/|/home/|/root/|/tmp/|/private/var/|[A-Z]:\\\\Users)")
 
 
-def built(builder):
-    """The notebook ``tools/<builder>`` writes (nothing is written)."""
-    written = {}
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        with mock.patch.object(nbformat, "write", lambda notebook, path, *a, **k: written.update(notebook=notebook)):
-            runpy.run_path(str(ROOT / "tools" / builder), run_name="__main__")
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
-    return written["notebook"]
 
 
 def committed(name):

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import dataset
-from dataset import (AlbumentationsDataset, BatchedCifarLoader, DataFormatError, DataNotFoundError, SyntheticImages,
-                     cifar_test_transforms, cifar_train_transforms, load_cifar, load_npz)
+from batched_data import BatchedCifarLoader
+from dataset import (AlbumentationsDataset, DataFormatError, DataNotFoundError, SyntheticImages, cifar_test_transforms,
+                     cifar_train_transforms, load_cifar, load_npz)
 from tests.helpers import DEVICES
 
 CIFAR10_DIR = os.environ.get("CIFAR10_DIR")

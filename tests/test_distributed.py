@@ -35,8 +35,9 @@ def _datasets(rank):
 def _scenarios(rank, folder):
     """Runs in each of the three processes; writes what it saw to ``folder/rank<k>.json``."""
     from dataset import make_loader
-    from main import in_turn
-    from training_utils import fit, load_checkpoint, replicas_agree, test
+    from checkpoints import load_checkpoint
+    from distributed import in_turn, replicas_agree
+    from training_utils import fit, test
 
     seen = {}
     # downloads: in_turn runs rank 0 alone first, then the others
@@ -92,7 +93,8 @@ class NaNInLastBatch:
 def _nan_scenario(rank, folder):
     """Process 1's last batch is NaN; every process must stop with NonFiniteLossError, none may hang in
     the gradient all-reduce waiting for the process that stopped."""
-    from dataset import BatchedCifarLoader, SyntheticImages
+    from batched_data import BatchedCifarLoader
+    from dataset import SyntheticImages
     from training_utils import NonFiniteLossError, train
 
     data = SyntheticImages(n=64, seed=rank)

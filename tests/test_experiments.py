@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import experiments
+from checkpoints import load_checkpoint
 from experiments import RunSpec
 from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
-from training_utils import load_checkpoint
 
 TINY = ("--batch_size", "32", "--no-weight_average")
 

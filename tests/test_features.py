@@ -18,10 +18,10 @@ from torch import nn
 
 import dataset
 import visualize
+from checkpoints import load_checkpoint
 from lr_finder import find_lr, suggest
 from tests.helpers import sgd, synthetic_loaders, tiny_cnn
 from tests.test_main import ROOT, curve_result, run_main, tiny_cifar, tiny_folder  # noqa: F401  (fixtures)
-from training_utils import load_checkpoint
 
 
 # --------------------------------------------------------------------------------------- augmentation
@@ -231,12 +231,13 @@ def test_under_torchrun_the_resume_command_is_the_torchrun_command(monkeypatch):
 @pytest.mark.parametrize("rank", [0, 1])
 def test_under_torchrun_only_rank_0_prints_the_resume_command(tmp_path, monkeypatch, rank):
     import main
+    import training_run
     (tmp_path / "last.pt").write_bytes(b"a checkpoint")
 
     def interrupted(*_):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(main, "run", interrupted)
+    monkeypatch.setattr(training_run, "_run", interrupted)
     for name, value in (("WORLD_SIZE", 2), ("LOCAL_WORLD_SIZE", 2), ("RANK", rank)):
         monkeypatch.setenv(name, str(value))
     with pytest.raises(SystemExit) as stopped:
@@ -365,15 +366,15 @@ def test_main_compile_trains_the_compiled_model(tiny_cifar, tmp_path, monkeypatc
     with inductor on CUDA). The checkpoint holds the plain model's weights, which match a plain run's."""
     import torch._dynamo
 
-    import training_utils
+    import training_run
 
-    real_compile, compiled = training_utils.compile_model, []
+    real_compile, compiled = training_run.compile_model, []
 
     def compile_aot_eager(model, **options):
         compiled.append(model)
         return real_compile(model, backend="aot_eager", **options)
 
-    monkeypatch.setattr(training_utils, "compile_model", compile_aot_eager)
+    monkeypatch.setattr(training_run, "compile_model", compile_aot_eager)
     graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     with_compile = tiny_main_run(tiny_cifar, tmp_path / "compiled", "--compile")["model"]
     assert len(compiled) == 1 and torch._dynamo.utils.counters["stats"]["unique_graphs"] >= graphs + 2  # train, eval

@@ -8,7 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+import distributed
 import training_utils
+from precision import Precision, precision_reason
 from tests.helpers import needs_cuda, resumed_run_equals_straight_run, sgd, synthetic_loaders, tiny_cnn
 from tests.test_main import ROOT, run_main, tiny_cifar  # noqa: F401 (a fixture)
 from training_utils import compile_model, train
@@ -133,8 +135,8 @@ def test_main_defaults_to_the_automatic_precision_and_says_why(tiny_cifar, tmp_p
     result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
                       "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "auto", "--no_plots")
     assert result.returncode == 0, result.stderr[-2000:]
-    expected = training_utils.resolve_precision("cpu")
-    reason = training_utils.precision_reason("cpu", expected)
+    expected = Precision.resolve("cpu").name
+    reason = precision_reason("cpu", expected)
     assert f"precision {expected}: {reason}" in result.stdout
     assert "bf16 units" in reason
     result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
@@ -164,7 +166,6 @@ def test_deterministic_resume_on_cuda_repeats_the_straight_run_bit_for_bit(tiny_
 def test_a_range_test_whose_grad_scaler_skips_steps_does_not_warn(monkeypatch):
     """The range test on fp16 (a T4): the same skipped first steps, the same silence."""
     from lr_finder import find_lr
-    from training_utils import Precision
 
     monkeypatch.setattr(Precision, "grad_scaler", lambda self: torch.amp.GradScaler("cpu", init_scale=2.0 ** 120))
     train_loader, _ = synthetic_loaders(n_train=256, batch_size=32)
@@ -181,10 +182,8 @@ def test_a_range_test_whose_grad_scaler_skips_steps_does_not_warn(monkeypatch):
 
 def test_torchrun_with_more_processes_than_gpus_says_what_to_do(monkeypatch):
     """On a one-GPU host, process 1 would pick GPU 1 and fail deep inside CUDA; it stops with the fix."""
-    import main
-
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(SystemExit, match=r"process 1 on a machine with 1 GPU\(s\): use --nproc_per_node 1"):
-        main.setup_distributed("cuda")
+        distributed.setup_distributed("cuda")

@@ -1,6 +1,7 @@
 """The range test: ``find_lr`` and its suggestions, the report, and ``lr_finder.LRFinder`` as a drop-in for
 torch-lr-finder 0.2.2 (compared with the package's own class on the same calls) with the specification's
-returns, also in a notebook."""
+returns, also in a notebook; ``find_lr``'s own loop against the package's ``range_test``, float for float,
+with the package left as it is while ``find_lr`` runs."""
 import re
 
 import matplotlib
@@ -13,7 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from torch_lr_finder import LRFinder as PackageLRFinder
 from torch_lr_finder import TrainDataLoaderIter, ValDataLoaderIter
 
-import lr_finder
 from lr_finder import LRFinder, channels_last_images, find_lr, steepest_suggestion, suggest, valley_suggestion
 from tests.helpers import sgd, synthetic_loaders, tiny_cnn
 
@@ -376,6 +376,21 @@ def test_the_specifications_calls_in_a_notebook_show_the_graph_and_print_the_sug
         ["execute_result"]
 
 
+def test_the_plot_frames_the_fall_to_the_lowest_loss_before_the_curve_diverged():
+    """A loss that doubles, then drifts below its earlier minimum (a wrecked net, the test never stopped):
+    the suggestion and the plot's frame both end the fall at the minimum before the blow-up."""
+    import visualize
+    from lr_finder import LRFinderResult
+
+    losses = list(np.r_[np.linspace(2.3, 1.0, 30), np.linspace(3.0, 0.5, 20)])
+    lrs = list(np.geomspace(1e-4, 10, len(losses)))
+    suggestions, reason = suggest(lrs, losses)
+    result = LRFinderResult(lrs, losses, suggestions, {"skip_start": 0}, lrs, losses, reason)
+    assert result.lowest == 29 and suggestions["min_loss"] == lrs[29]
+    figure = visualize.plot_lr_finder(result)
+    assert figure.axes[0].get_ylim()[0] == pytest.approx(2.3 - 1.15 * (2.3 - 1.0))
+
+
 # ------------------------------------------------------------------- find_lr: batches and memory format
 def test_channels_last_touches_only_4d_tensors_wherever_they_are_in_the_batch():
     image, video, vector = torch.randn(2, 3, 4, 4), torch.randn(2, 3, 2, 4, 4), torch.randn(2, 5)
@@ -430,23 +445,83 @@ def test_find_lr_refuses_dict_batches_with_the_packages_explanation():
         find_lr(model, optimizer, criterion, dict_batches(train_loader), num_iter=5, progress=False)
 
 
-def test_find_lr_converts_to_channels_last_after_the_move_to_the_device(monkeypatch):
-    """The library's copy to the device gets the loader's tensor as it is (so a pinned batch keeps its
-    asynchronous copy); the conversion to channels_last comes after it, before the model sees the batch."""
+class Moved:
+    """An image batch that records each copy to the device (as torch-lr-finder, ``find_lr`` moves whatever
+    has a ``to``): whether it was channels_last when copied, and whether the copy was non-blocking."""
+
+    def __init__(self, images, events):
+        self.images, self.events = images, events
+
+    def to(self, device, non_blocking=False):
+        self.events.append(("move", self.images.is_contiguous(memory_format=torch.channels_last), non_blocking))
+        return self.images.to(device, non_blocking=non_blocking)
+
+
+def test_find_lr_converts_to_channels_last_after_the_move_to_the_device():
+    """The copy to the device gets the loader's tensor as it is (so a pinned batch keeps its asynchronous
+    copy); the conversion to channels_last comes after it, before the model sees the batch."""
     events = []
-    move = lr_finder.library.LRFinder._move_to_device
-
-    def recorded_move(self, inputs, labels, non_blocking=True):
-        events.append(("move", inputs.is_contiguous(memory_format=torch.channels_last), non_blocking))
-        return move(self, inputs, labels, non_blocking=non_blocking)
-
-    monkeypatch.setattr(lr_finder.library.LRFinder, "_move_to_device", recorded_move)
     model, optimizer, criterion, train_loader, _ = tiny_task()
+    batches = [(Moved(images, events), labels) for images, labels in train_loader]
     model[0].register_forward_pre_hook(lambda module, args: events.append(
         ("model", args[0].is_contiguous(memory_format=torch.channels_last))))
-    find_lr(model, optimizer, criterion, train_loader, num_iter=3, skip_start=0, skip_end=0, precision="fp32",
+    find_lr(model, optimizer, criterion, batches, num_iter=3, skip_start=0, skip_end=0, precision="fp32",
             channels_last=True, progress=False)
     assert events == [("move", False, True), ("model", True)] * 3
+
+
+EXACT_CALLS = {
+    "exponential": dict(start_lr=1e-4, end_lr=10, num_iter=12),
+    "linear, accumulating": dict(start_lr=1e-4, end_lr=1.0, num_iter=8, step_mode="linear", accumulation_steps=2),
+    "validation loss, no smoothing": dict(start_lr=1e-4, end_lr=10, num_iter=8, smooth_f=0, val_loader=True),
+    "stopped at divergence": dict(start_lr=1e-2, end_lr=100, num_iter=12, diverge_th=1.05),
+}
+
+
+@pytest.mark.parametrize("options", EXACT_CALLS.values(), ids=EXACT_CALLS.keys())
+def test_find_lr_records_the_curve_torch_lr_finder_records_float_for_float(options):
+    """``find_lr``'s own loop against the package's ``range_test`` on the same task (one param group, fp32,
+    no memory-format change): the same LRs and smoothed losses, bit for bit, and the same early stop."""
+    curves = []
+    for run in ("package", "find_lr"):
+        model, optimizer, criterion, train_loader, val_loader = tiny_task()
+        arguments = {**options, "val_loader": val_loader if options.get("val_loader") else None}
+        if run == "package":
+            finder = PackageLRFinder(model, optimizer, criterion, device="cpu")
+            finder.range_test(train_loader, **arguments)
+            curves.append((finder.history["lr"], finder.history["loss"]))
+        else:
+            result = find_lr(model, optimizer, criterion, train_loader, device="cpu", precision="fp32",
+                             channels_last=False, progress=False, **arguments)
+            curves.append((result.all_lrs, result.all_losses))
+    assert curves[1] == curves[0]
+    stops = "diverge_th" in options
+    assert (len(curves[0][0]) < options["num_iter"]) == stops
+
+
+def test_torch_lr_finder_is_left_as_it_is_while_find_lr_runs(capsys):
+    """A range test of the package's own, run from inside a ``find_lr`` step (here from its criterion),
+    records what it records alone (one LR for every param group: the package ignores ``lr_scale``, which
+    ``find_lr`` honours) and prints its own lines."""
+    def package_range_test():
+        model, _, criterion, train_loader, _ = tiny_task(seed=1)
+        groups = [{"params": model[0].parameters(), "lr_scale": 1.0},
+                  {"params": model[4].parameters(), "lr_scale": 8.0}]
+        finder = PackageLRFinder(model, torch.optim.SGD(groups, lr=1e-3, momentum=0.9), criterion, device="cpu")
+        finder.range_test(train_loader, start_lr=1e-4, end_lr=10, num_iter=6)
+        return finder.history, capsys.readouterr().out
+
+    alone, inside = package_range_test(), []
+
+    def criterion(outputs, labels):
+        if not inside:
+            inside.append(package_range_test())
+        return nn.functional.cross_entropy(outputs, labels)
+
+    model, optimizer, _, train_loader, _ = tiny_task()
+    find_lr(model, optimizer, criterion, train_loader, start_lr=1e-4, end_lr=1.0, num_iter=3, precision="fp32",
+            progress=False)
+    assert inside == [alone] and "Learning rate search finished" in alone[1]
 
 
 def test_the_range_test_keeps_each_param_groups_lr_scale_and_leaves_the_optimizer_as_it_was():

@@ -12,10 +12,12 @@ import pytest
 import torch
 
 import dataset
+from checkpoints import load_checkpoint
 from lr_finder import LRFinderResult, analyse, suggest, write_report
-from training_utils import Precision, fit, load_checkpoint, prepare_model
+from precision import Precision
+from seeding import seed_everything
 from tests.helpers import synthetic_loaders, tiny_cnn, write_cifar_npz
-from utils import seed_everything
+from training_utils import fit
 
 ROOT = Path(__file__).resolve().parents[1]
 JSON_KEYS = {"suggested_lr", "suggestions", "dataset", "batch_size", "num_iter", "start_lr", "end_lr", "plot_file",
@@ -101,7 +103,7 @@ def cifar_run(epochs, seed):
     flip and cut out with their own generator, on generated data."""
     seed_everything(seed)
     train_loader, test_loader = synthetic_loaders(n_train=128, n_test=64, batch_size=32, augment=True)
-    model = prepare_model(tiny_cnn(), "cpu")
+    model = Precision.resolve("cpu").prepare(tiny_cnn())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=epochs,
                                                     steps_per_epoch=len(train_loader), pct_start=0.4)
@@ -254,15 +256,20 @@ def test_real_image_folder():
 
 
 def test_auto_loader_is_the_batched_one_for_cifar_on_one_gpu():
-    from argparse import Namespace
+    from dataclasses import replace
 
-    from main import choose_loader
+    from recipes import S10
+    from training_run import RunSettings, choose_loader
 
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    plain = dict(loader="auto", dataset="cifar10", rotate_degrees=0, cutout_holes=1)
-    assert choose_loader(Namespace(**plain), cuda, 1) == "batched"
-    assert choose_loader(Namespace(**plain), cpu, 1) == "albumentations"  # on a CPU both share the cores
-    assert choose_loader(Namespace(**plain), cuda, 2) == "albumentations"  # torchrun: the sampler shards
-    for change in ({"dataset": "imagefolder"}, {"rotate_degrees": 15}, {"cutout_holes": 2}):
-        assert choose_loader(Namespace(**{**plain, **change}), cuda, 1) == "albumentations", change
-    assert choose_loader(Namespace(**{**plain, "loader": "batched"}), cpu, 1) == "batched"
+    plain = RunSettings(recipe=replace(S10, cutout_holes=1), loader="auto", dataset="cifar10")
+    assert choose_loader(plain, cuda, 1) == "batched"
+    assert choose_loader(plain, cpu, 1) == "albumentations"  # on a CPU both share the cores
+    assert choose_loader(plain, cuda, 2) == "albumentations"  # torchrun: the sampler shards
+    for change in ({"rotate_degrees": 15}, {"cutout_holes": 2}):
+        assert choose_loader(replace(plain, recipe=replace(plain.recipe, **change)), cuda, 1) == "albumentations", change
+    # image folders: batched wherever it can crop and flip (decoding each JPEG every epoch costs as much as a step)
+    assert choose_loader(replace(plain, dataset="imagefolder", recipe=replace(plain.recipe, cutout_holes=0)), cpu, 1) \
+        == "batched"
+    assert choose_loader(replace(plain, dataset="imagefolder"), cuda, 1) == "albumentations"  # cutout: no
+    assert choose_loader(replace(plain, loader="batched"), cpu, 1) == "batched"

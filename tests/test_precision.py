@@ -4,9 +4,11 @@ import pytest
 import torch
 from torch import nn
 
+import precision as precision_module
 import training_utils
+from precision import Precision
 from tests.helpers import needs_cuda, sgd, synthetic_loaders, tiny_cnn
-from training_utils import Precision, resolve_precision, train
+from training_utils import train
 
 
 @pytest.mark.parametrize("capability, expected", [((7, 0), "fp16"), ((7, 5), "fp16"), ((8, 0), "bf16"),
@@ -14,18 +16,21 @@ from training_utils import Precision, resolve_precision, train
 def test_cuda_precision_follows_compute_capability(monkeypatch, capability, expected):
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)  # counts emulation: ignored
-    assert resolve_precision("cuda", "auto") == expected
     precision = Precision.resolve("cuda", "auto")
     assert precision.name == expected and precision.scales_gradients == (expected == "fp16")
+    assert str(precision) == f"{precision}" == expected  # what the lessons print
 
 
 def test_cpu_precision_follows_bf16_units(monkeypatch):
-    monkeypatch.setattr(training_utils, "cpu_has_bf16", lambda: False)
-    assert resolve_precision("cpu") == "fp32"
-    monkeypatch.setattr(training_utils, "cpu_has_bf16", lambda: True)
-    assert resolve_precision("cpu") == "bf16"
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: False)
+    assert Precision.resolve("cpu").name == "fp32"
+    monkeypatch.setattr(precision_module, "cpu_has_bf16", lambda: True)
+    bf16 = Precision.resolve("cpu")
+    assert bf16.name == "bf16" and Precision.resolve("cpu", bf16) is bf16  # resolved once, then passed on
     with pytest.raises(ValueError, match="fp16 autocast needs CUDA"):
-        resolve_precision("cpu", "fp16")
+        Precision.resolve("cpu", "fp16")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Precision.resolve("cpu", "fp8")
     fp32 = Precision.resolve("cpu", "fp32", channels_last=False)
     assert fp32.dtype is None and not fp32.grad_scaler().is_enabled() and not fp32.channels_last
 

@@ -18,8 +18,7 @@ def effective_recipe(*argv):
     """The recipe main.py trains with for a command line (parsed and validated, no training)."""
     parser = main.build_parser()
     args = parser.parse_args([str(a) for a in argv])
-    main.validate(parser, args)
-    return args, main.training_recipe(args)
+    return args, main.validate(parser, args, []).recipe
 
 
 def notebook_source(name):
@@ -30,7 +29,7 @@ def notebook_source(name):
 def test_main_trains_cifar10_with_the_s10_notebooks_recipe(tmp_path):
     args, recipe = effective_recipe("--dataset", "cifar10", "--output_dir", tmp_path)
     assert recipe == S10  # every field: optimizer, smoothing, augmentation, one-cycle settings, epochs, batch
-    assert (args.max_lr, args.epochs, args.batch_size, args.cutout_length) == (0.4, 24, 512, 8)
+    assert (recipe.max_lr, recipe.epochs, recipe.batch_size, recipe.cutout_length) == (0.4, 24, 512, 8)
     source = notebook_source("S10.ipynb")
     assert "from recipes import S10 as recipe" in source
     for call in ("build_optimizer(recipe", "build_one_cycle(recipe", "build_criterion(recipe"):
@@ -72,7 +71,7 @@ def test_one_cycle_from_a_recipe_matches_the_formula_and_cycles_momentum():
     model = torch.nn.Linear(2, 2)
     optimizer = build_optimizer(recipe, model.parameters())
     epochs, steps = 2, 10
-    schedule = build_one_cycle(recipe, optimizer, max_lr=0.5, epochs=epochs, steps_per_epoch=steps)
+    schedule = build_one_cycle(replace(recipe, max_lr=0.5, epochs=epochs), optimizer, steps_per_epoch=steps)
     lrs, momentums = [], []
     for _ in range(epochs * steps):
         lrs.append(optimizer.param_groups[0]["lr"])
@@ -90,7 +89,7 @@ def test_one_cycle_from_a_recipe_matches_the_formula_and_cycles_momentum():
 
 def test_recipe_errors_say_what_to_do():
     with pytest.raises(ValueError, match="max_lr must be a positive number"):
-        build_one_cycle(S10, build_optimizer(S10, torch.nn.Linear(2, 2).parameters()), None, 1, 1)
+        build_one_cycle(replace(S10, max_lr=None), build_optimizer(S10, torch.nn.Linear(2, 2).parameters()), 1)
     with pytest.raises(ValueError, match="unknown optimizer 'lamb'"):
         build_optimizer(replace(S10, optimizer="lamb"), torch.nn.Linear(2, 2).parameters())
     assert recipes.recipe_for("cifar100") is S10 and recipes.recipe_for("imagefolder") is IMAGENET

@@ -7,10 +7,13 @@ import pytest
 import torch
 
 import dataset
+from batched_data import BatchedCifarLoader
+from checkpoints import load_checkpoint
+from precision import Precision
+from seeding import seed_everything
 from tests.helpers import MEAN, STD, sgd, synthetic_loaders, tiny_cnn
 from tests.test_main import run_main, tiny_cifar  # noqa: F401  (fixture)
-from training_utils import fit, load_checkpoint, prepare_model
-from utils import seed_everything
+from training_utils import fit
 
 QUIET = {"log": lambda *_: None}
 
@@ -19,8 +22,8 @@ def make_loaders(path, workers):
     data = dataset.SyntheticImages(96, seed=0)
     test_data = dataset.SyntheticImages(32, seed=1)
     if path == "batched":
-        return (dataset.BatchedCifarLoader(data.images, data.labels, 32, MEAN, STD, train=True, cutout_size=8, seed=5),
-                dataset.BatchedCifarLoader(test_data.images, test_data.labels, 32, MEAN, STD, train=False))
+        return (BatchedCifarLoader(data.images, data.labels, 32, MEAN, STD, train=True, cutout_size=8, seed=5),
+                BatchedCifarLoader(test_data.images, test_data.labels, 32, MEAN, STD, train=False))
     train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(data.images, data.labels),
                                               dataset.cifar_train_transforms(MEAN, STD, cutout_size=8), seed=5)
     test_set = dataset.AlbumentationsDataset(test_data, dataset.cifar_test_transforms(MEAN, STD))
@@ -31,7 +34,7 @@ def make_loaders(path, workers):
 def one_run(path, workers, init_seed, checkpoint_dir, resume=None):
     seed_everything(init_seed)
     train_loader, test_loader = make_loaders(path, workers)
-    model = prepare_model(tiny_cnn(), "cpu")
+    model = Precision.resolve("cpu").prepare(tiny_cnn())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=3, steps_per_epoch=len(train_loader),
                                                     pct_start=0.4, cycle_momentum=True)
@@ -94,7 +97,7 @@ def compiled_run(checkpoint_dir, init_seed, resume=None, compiled=True):
     wrapper without code generation, so no C++ compiler is needed)."""
     seed_everything(init_seed)
     train_loader, test_loader = make_loaders("batched", 0)
-    plain = prepare_model(tiny_cnn(), "cpu")
+    plain = Precision.resolve("cpu").prepare(tiny_cnn())
     model = torch.compile(plain, backend="eager") if compiled else plain
     optimizer = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=3, steps_per_epoch=len(train_loader))
@@ -107,7 +110,7 @@ def test_compiled_model_checkpoints_plain_weights_and_resumes_exactly(tmp_path):
     straight = compiled_run(tmp_path / "compiled", 0)
     state = load_checkpoint(tmp_path / "compiled" / "epoch_1.pt")["model"]
     assert not any(key.startswith("_orig_mod.") for key in state), "checkpoints hold the plain module's keys"
-    plain = prepare_model(tiny_cnn(), "cpu")
+    plain = Precision.resolve("cpu").prepare(tiny_cnn())
     plain.load_state_dict(state)  # a compiled run's checkpoint loads into a plain model
     # resume the compiled run into a plain model, and a plain run's checkpoint into a compiled model
     resumed_plain = compiled_run(tmp_path / "plain", 123, resume=tmp_path / "compiled" / "epoch_1.pt", compiled=False)
@@ -174,7 +177,7 @@ def two_epochs(checkpoint_dir, resume=None, save_every=0, as_torch_2_3=False):
     and v2.3.1; from v2.4.0 it holds the name, ``_anneal_func_type``: pytorch/pytorch#123775)."""
     seed_everything(0)
     train_loader, test_loader = synthetic_loaders(n_train=256, batch_size=64)
-    model = prepare_model(tiny_cnn(), "cpu")
+    model = Precision.resolve("cpu").prepare(tiny_cnn())
     optimizer = sgd(model)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=0.05, epochs=2, steps_per_epoch=len(train_loader))
     if as_torch_2_3:

@@ -7,10 +7,11 @@ import torch
 from PIL import Image
 from torch import nn
 
+from checkpoints import load_checkpoint
 from dataset import SKIPPED_LABEL, DataFormatError, DataNotFoundError, ImageFiles, image_folder
 from lr_finder import find_lr
 from tests.helpers import sgd, synthetic_loaders, tiny_cnn
-from training_utils import fit, load_checkpoint
+from training_utils import fit
 
 
 def make_folder(root, classes=("cat", "dog"), per_class=2, split="train"):

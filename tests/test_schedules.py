@@ -3,6 +3,7 @@ each follows its formula in every param group (the batch-norm biases at their 64
 one resumes exactly."""
 import json
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -16,9 +17,9 @@ from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
 def lrs_of(kind, epochs=4, steps_per_epoch=5, max_lr=1.5, **options):
     """Every step's LR of both param groups, stepping as fit does (per batch or per epoch)."""
     model = SpeedrunNet(widths=(8, 16, 16))
-    optimizer = recipes.build_optimizer(recipes.SPEEDRUN, model, lr=max_lr)
-    scheduler, per_batch = recipes.build_schedule(kind, recipes.SPEEDRUN, optimizer, max_lr, epochs,
-                                                  steps_per_epoch, **options)
+    recipe = replace(recipes.SPEEDRUN, scheduler=kind, max_lr=max_lr, epochs=epochs, **options)
+    optimizer = recipes.build_optimizer(recipe, model)
+    scheduler, per_batch = recipes.build_schedule(recipe, optimizer, steps_per_epoch)
     seen = []
     for _ in range(epochs):
         for _ in range(steps_per_epoch):
@@ -41,7 +42,7 @@ def test_warmup_cosine_rises_linearly_over_pct_start_then_follows_half_a_cosine_
     assert lrs[:, 0].tolist() == pytest.approx(expected, rel=1e-6, abs=1e-9)
     assert lrs[:, 1].tolist() == pytest.approx([64 * lr for lr in expected], rel=1e-6, abs=1e-9)
     assert lrs[warmup, 0] == pytest.approx(1.5) and lrs[-1, 0] < 1.5 * 1e-3
-    assert recipes.schedule_lrs("warmup_cosine", recipes.SPEEDRUN, 1.5, 10, 10) == pytest.approx(expected, abs=1e-9)
+    assert recipes.schedule_lrs(replace(recipes.SPEEDRUN, scheduler="warmup_cosine", max_lr=1.5, epochs=10), 10) == pytest.approx(expected, abs=1e-9)
 
 
 def test_constant_keeps_max_lr_and_step_divides_it_by_gamma_every_step_size_epochs():
@@ -51,7 +52,7 @@ def test_constant_keeps_max_lr_and_step_divides_it_by_gamma_every_step_size_epoc
     assert not per_batch
     per_epoch = step[::5, 0].tolist()
     assert per_epoch == pytest.approx([1.5, 1.5, 0.15, 0.15, 0.015, 0.015])
-    assert recipes.schedule_lrs("step", recipes.SPEEDRUN, 1.5, 6, 5, step_size=2, gamma=0.1) == pytest.approx(
+    assert recipes.schedule_lrs(replace(recipes.SPEEDRUN, scheduler="step", max_lr=1.5, epochs=6, step_size=2, gamma=0.1), 5) == pytest.approx(
         step[:, 0].tolist())
     assert torch.allclose(step[:, 1], 64 * step[:, 0])
 
@@ -65,9 +66,9 @@ def test_one_cycle_is_the_recipes_own():
 def test_a_schedule_refuses_an_optimizer_built_at_another_lr_and_an_unknown_kind():
     optimizer = recipes.build_optimizer(recipes.SPEEDRUN, SpeedrunNet(widths=(8, 16, 16)), lr=0.1)
     with pytest.raises(ValueError, match="build it with lr=max_lr"):
-        recipes.build_schedule("constant", recipes.SPEEDRUN, optimizer, 1.5, 2, 5)
+        recipes.build_schedule(replace(recipes.SPEEDRUN, scheduler="constant", max_lr=1.5, epochs=2), optimizer, 5)
     with pytest.raises(ValueError, match="unknown schedule 'linear'; use one of onecycle, constant"):
-        recipes.build_schedule("linear", recipes.SPEEDRUN, optimizer, 0.1, 2, 5)
+        recipes.build_schedule(replace(recipes.SPEEDRUN, scheduler="linear", max_lr=0.1, epochs=2), optimizer, 5)
 
 
 def test_main_trains_with_warmup_cosine_per_batch_and_resumes_it_exactly(tiny_cifar, tmp_path):  # noqa: F811

@@ -5,10 +5,11 @@ import pytest
 import torch
 from torch import nn
 
+import checkpoints
 import training_utils
+from checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from tests.helpers import sgd, synthetic_loaders, tiny_cnn
-from training_utils import (CheckpointError, NonFiniteLossError, fit, get_lr, load_checkpoint, save_checkpoint,
-                            train)
+from training_utils import NonFiniteLossError, fit, get_lr, train
 from training_utils import test as evaluate
 
 
@@ -129,7 +130,7 @@ def test_the_grad_scaler_state_is_saved_and_restored(tmp_path, monkeypatch):
     """fp16's GradScaler (here enabled on the CPU, where fit otherwise makes a disabled one) doubles its
     scale after every step (growth_interval=1): a run resumed after epoch 1 must continue from the saved
     scale and end where the straight run ends."""
-    from training_utils import Precision
+    from precision import Precision
 
     scalers = []
 
@@ -186,7 +187,7 @@ def test_a_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypat
         file.write(b"partial bytes")
         raise OSError("disk full")
 
-    monkeypatch.setattr(training_utils.torch, "save", crash_part_way)
+    monkeypatch.setattr(checkpoints.torch, "save", crash_part_way)
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint({"model": {"w": torch.zeros(3)}, "epoch": 2}, path)
     monkeypatch.undo()

@@ -97,7 +97,7 @@ REPORT_DIR = tempfile.mkdtemp() if SMOKE else "runs/imagenet_lr_finder"
 CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/imagenet"
 print(f"IMAGE_SIZE={IMAGE_SIZE} BATCH_SIZE={BATCH_SIZE} LR_ITERS={LR_ITERS} EPOCHS={EPOCHS} MAX_SAMPLES={MAX_SAMPLES}")"""),
 md("""## Device and precision
-`get_device` picks the GPU when there is one. `resolve_precision` chooses how the model computes:
+`get_device` picks the GPU when there is one. `Precision.resolve` chooses how the model computes:
 * **bf16 autocast** ([PyTorch AMP](https://pytorch.org/docs/stable/amp.html)): matrix products and
   convolutions run in bfloat16, which has float32's range with fewer digits, at up to several times
   the speed, while the weights and their updates stay in float32; it pays on GPUs from compute
@@ -124,13 +124,15 @@ from IPython.display import Image, display
 import visualize
 from custom_resnet import resnet50
 from lr_finder import find_lr, write_report
+from precision import Precision, get_device
 from recipes import build_criterion, build_one_cycle, build_optimizer
-from training_utils import fit, prepare_model, resolve_precision
+from seeding import seed_everything
+from training_utils import fit
 from imagenet_classes import readable_class_names
-from utils import block_summary, count_parameters, describe_machine, get_device, seed_everything
+from utils import block_summary, count_parameters, describe_machine
 
 device = get_device(DEVICE)
-precision = resolve_precision(device)
+precision = Precision.resolve(device)
 torch.set_num_threads(THREADS)
 torch.backends.cudnn.benchmark = device.type == "cuda"
 print(f"device: {device}, precision: {precision}")
@@ -217,7 +219,7 @@ code("""train_loader = dataset.make_loader(train_set, BATCH_SIZE, train=True, de
 val_loader = dataset.make_loader(val_set, BATCH_SIZE, train=False, device=device, workers=WORKERS)
 criterion = build_criterion(recipe)
 seed_everything(SEED)
-model = prepare_model(resnet50(num_classes=len(classes)), device)
+model = precision.prepare(resnet50(num_classes=len(classes)))
 optimizer = build_optimizer(recipe, model.parameters(), lr=recipe.lr_start)
 lr_result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=recipe.lr_start,
                     end_lr=recipe.lr_end, num_iter=LR_ITERS, precision=precision)
@@ -333,7 +335,7 @@ such a run on the same schedule. ResNet-50 has far more parameters than this dat
 cell prints both), so the augmentation carries the run: the validation accuracy, not the training
 loss, is the number to watch."""),
 code("""seed_everything(SEED)
-model = prepare_model(resnet50(num_classes=len(classes)), device)
+model = precision.prepare(resnet50(num_classes=len(classes)))
 optimizer = build_optimizer(recipe, model.parameters(), lr=MAX_LR)
 scheduler = build_one_cycle(recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
 steps = EPOCHS * len(train_loader)

@@ -39,9 +39,9 @@ one-cycle peak of 0.0441 (the steepest-slope point of its range test); its own r
 accuracy. This lesson trains Page's recipe instead (SGD, explained below).
 
 The logic lives in small modules next to this notebook (`recipes.py`, `dataset.py`, `batched_data.py`,
-`custom_resnet.py`, `training_utils.py`, `lr_finder.py`, `utils.py`, `visualize.py`); each cell is a
-few calls into them. The numbers in the text are printed by the cells; numbers from elsewhere name
-their source."""),
+`custom_resnet.py`, `precision.py`, `seeding.py`, `training_utils.py`, `lr_finder.py`, `utils.py`,
+`visualize.py`); each cell is a few calls into them. The numbers in the text are printed by the cells;
+numbers from elsewhere name their source."""),
 code(setup_cell_source(S10_CPU_NOTE)),
 md("""## Settings
 The recipe (`recipes.S10`) holds every training setting. The cell below reads the few things a run may
@@ -91,20 +91,22 @@ import visualize
 from batched_data import BatchedCifarLoader
 from custom_resnet import CustomResNet
 from lr_finder import find_lr
+from precision import Precision, get_device
 from recipes import build_criterion, build_one_cycle, build_optimizer
-from training_utils import compile_model, fit, get_lr, get_momentum, prepare_model, resolve_precision
-from utils import (count_parameters, describe_machine, get_cifar_statistics, get_device, get_predictions,
-                   misclassified, model_summary, seed_everything)
+from seeding import seed_everything
+from training_utils import compile_model, fit, get_lr, get_momentum
+from utils import (count_parameters, describe_machine, get_cifar_statistics, get_predictions, misclassified,
+                   model_summary)
 
 device = get_device(DEVICE)
-precision = resolve_precision(device)
+precision = Precision.resolve(device)
 torch.backends.cudnn.benchmark = device.type == "cuda"
 print(f"device: {device}, precision: {precision}")
 print(f"machine: {describe_machine(device)}")"""),
 md("""Three speed settings, each chosen once here and used by every later cell:
 * **bf16 autocast** ([PyTorch AMP](https://pytorch.org/docs/stable/amp.html)): inside `torch.autocast`,
   convolutions and matrix products run in bfloat16, a 16-bit float with fp32's range, which is faster
-  where the hardware has bf16 units, while the weights and the optimizer stay in fp32. `resolve_precision`
+  where the hardware has bf16 units, while the weights and the optimizer stay in fp32. `Precision.resolve`
   picks it on GPUs of compute capability 8.0 and up and on CPUs with bf16 units, instructions that
   multiply bf16 numbers in hardware: AVX-512 BF16 (vector instructions of recent Intel and AMD CPUs) or
   Intel's AMX (Advanced Matrix Extensions, matrix tiles on recent Xeons); on other CPUs bf16 is emulated
@@ -117,7 +119,7 @@ md("""Three speed settings, each chosen once here and used by every later cell:
   the model's weights and the image batches are stored pixel by pixel (all channels of a pixel
   together), the layout the fast convolution kernels of GPUs and of oneDNN (the library of CPU kernels
   that PyTorch calls for convolutions) work in;
-  `prepare_model` converts the model, the training step the batches.
+  `precision.prepare` converts the model, the training step the batches.
 
 On CUDA, `cudnn.benchmark` also lets cuDNN time its convolution algorithms once per input shape and keep
 the fastest.
@@ -208,7 +210,7 @@ the model, the optimizer and every random state afterwards, so the training belo
 would without it."""),
 code("""criterion = build_criterion(recipe)
 seed_everything(SEED)
-model = prepare_model(CustomResNet(num_classes=len(classes)), device)
+model = precision.prepare(CustomResNet(num_classes=len(classes)))
 optimizer = build_optimizer(recipe, model.parameters(), lr=recipe.lr_start)
 lr_result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=recipe.lr_start,
                     end_lr=recipe.lr_end, num_iter=LR_ITERS, precision=precision)
@@ -312,7 +314,7 @@ above. `fit` trains one epoch at a time, evaluates the test set after each and p
 it keeps `last.pt` and `best.pt` in `checkpoints/s10`, so an interrupted run can continue
 (`fit(..., resume="checkpoints/s10/last.pt")`)."""),
 code("""seed_everything(SEED)
-model = prepare_model(CustomResNet(num_classes=len(classes)), device)
+model = precision.prepare(CustomResNet(num_classes=len(classes)))
 optimizer = build_optimizer(recipe, model.parameters(), lr=MAX_LR)
 scheduler = build_one_cycle(recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
 train_model = compile_model(model) if COMPILE else model  # same weights; checkpoints hold the plain model's

@@ -97,12 +97,14 @@ from batched_data import BatchedCifarLoader, TestTimeAugmentation
 from custom_resnet import SpeedrunNet, patch_covariance, whitened_covariance
 from experiments import RunSpec
 from lr_finder import find_lr
+from precision import Precision, get_device
 from recipes import build_criterion, build_optimizer, build_schedule, schedule_lrs
-from training_utils import LookaheadAverage, fit, prepare_model, resolve_precision, test
-from utils import count_parameters, describe_machine, get_device, model_summary, seed_everything
+from seeding import seed_everything
+from training_utils import LookaheadAverage, fit, test
+from utils import count_parameters, describe_machine, model_summary
 
 device = get_device(DEVICE)
-precision = resolve_precision(device)
+precision = Precision.resolve(device)
 torch.backends.cudnn.benchmark = device.type == "cuda"
 print(f"device: {device}, precision: {precision}")
 print(f"machine: {describe_machine(device)}")"""),
@@ -166,7 +168,7 @@ if the weight trains, so the 1,152 batch-norm biases (which train) are listed as
 the 1,152 frozen scales (its 2,304); and it has no row for the whitening convolution, so it misses its
 24 biases (which train for three epochs) and its 288 frozen filter weights."""),
 code("""NUM_CLASSES = len(dataset.class_names("synthetic" if SMOKE else "cifar10"))
-model = prepare_model(SpeedrunNet(num_classes=NUM_CLASSES), device)
+model = precision.prepare(SpeedrunNet(num_classes=NUM_CLASSES))
 whitening_images = train_loader.normalize(train_loader.images[:5000])
 model.whiten.initialize(whitening_images)
 print(f"trainable parameters: {count_parameters(model):,}")
@@ -184,7 +186,7 @@ batch-norm biases at their 64x), and records the smoothed loss. S10's rule takes
 lowest loss (`min_loss`) as the one-cycle peak: the largest LR at which the loss still falls, Smith's
 upper bound for the cycle."""),
 code("""seed_everything(SEED)
-probe = prepare_model(SpeedrunNet(num_classes=NUM_CLASSES), device)
+probe = precision.prepare(SpeedrunNet(num_classes=NUM_CLASSES))
 probe.whiten.initialize(whitening_images)
 criterion = build_criterion(recipe)
 lr_result = find_lr(probe, build_optimizer(recipe, probe, lr=recipe.lr_start), criterion, train_loader,
@@ -252,7 +254,7 @@ accuracy appears); the long stretch at a large LR in between regularises
 
 The cell prints one line per epoch and the time of the whole run, evaluation and augmentation included."""),
 code("""seed_everything(SEED)
-model = prepare_model(SpeedrunNet(num_classes=NUM_CLASSES), device)
+model = precision.prepare(SpeedrunNet(num_classes=NUM_CLASSES))
 model.whiten.initialize(whitening_images)
 model.whiten.bias_train_steps = recipe.whiten_bias_epochs * len(train_loader)
 optimizer = build_optimizer(recipe, model, lr=MAX_LR)
