@@ -32,9 +32,9 @@ import numpy as np
 import dataset
 from lr_finder import find_lr, lowest_before_divergence
 from precision import Precision, get_device
-from recipes import IMAGENET, S10, build_criterion, build_one_cycle, build_optimizer
-from seeding import seed_everything, start_epoch_randomness
-from training_utils import test, train
+from recipes import IMAGENET, S10, build_criterion, build_optimizer
+from seeding import seed_everything
+from training_run import train_model
 from utils import describe_machine
 from visualize import plot_range_tests, plot_sweep
 
@@ -123,21 +123,14 @@ def new_model(args, num_classes, precision):
 
 
 def one_cycle_run(max_lr, args, train_loader, test_loader, precision, num_classes=10):
-    """Train a fresh net for ``args.epochs`` epochs at ``max_lr``; returns the final top-1 accuracy (%),
-    the top-5 accuracy (None for CIFAR) and the last epoch's training loss."""
+    """Train a fresh net for ``args.epochs`` epochs at ``max_lr`` (``training_run.train_model``); returns the
+    final top-1 accuracy (%), the top-5 accuracy (None for CIFAR) and the last epoch's training loss."""
     recipe = replace(args.recipe, epochs=args.epochs, max_lr=max_lr)
     model = new_model(args, num_classes, precision)
-    optimizer = build_optimizer(recipe, model.parameters())
-    scheduler = build_one_cycle(recipe, optimizer, len(train_loader))
-    criterion = build_criterion(recipe)
-    scaler = precision.grad_scaler()
-    for epoch in range(1, args.epochs + 1):
-        start_epoch_randomness(train_loader, args.seed, epoch)
-        trained = train(model, precision.device, train_loader, optimizer, criterion, scheduler,
-                        precision=precision, scaler=scaler, epoch=epoch)
-    tested = test(model, precision.device, test_loader, criterion, precision=precision,
-                  topk=5 if args.dataset == "imagefolder" else 1)
-    return tested.acc, tested.top5, trained.loss
+    history, _ = train_model(model, recipe, train_loader, test_loader, precision, seed=args.seed,
+                             log=lambda *_: None)
+    top5 = history["test_top5"][-1] if args.dataset == "imagefolder" else None
+    return history["test_acc"][-1], top5, history["train_loss"][-1]
 
 
 def range_tests(args, train_loader, precision, num_classes=10):
@@ -179,28 +172,38 @@ def sweep_title(summary):
 
 
 def main(argv=None):
+    """Run the sweep (or with ``--plot_only`` redraw its figures); returns its summary."""
     args = parse_args(argv)
-    if args.plot_only:
-        with open(f"{args.output}.json") as file:
-            summary = json.load(file)
-        label, others, curves, classes = None, [], range_test_curves(summary), summary.get("num_classes")
-        title = f"range tests: {summary.get('what', '')}"
-        if args.compare:
-            with open(args.compare) as file:
-                other = json.load(file)
-            label, other_label = (INIT_NAMES[s.get("settings", {}).get("init", "zero")] for s in (summary, other))
-            others = [(other_label, other["results"])]
-            curves = range_test_curves(summary, f"{label}, ") + range_test_curves(other, f"{other_label}, ")
-            classes = classes or other.get("num_classes")
-            what = summary.get("what", "").replace(f"{label}, ", "")
-            title = f"range tests, {what}:\n{label} and {other_label}"
-        plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png",
-                   sweep_title(summary), summary.get("split", "test"), label=label, others=others)
-        if len(curves) > 1:
-            chance = np.log(classes) if classes else None
-            plot_range_tests(curves, f"{args.output}_range_tests.png", title, chance=chance)
-        print(sweep_title(summary))
-        return summary
+    return redraw(args) if args.plot_only else sweep(args)
+
+
+def redraw(args):
+    """``--plot_only``: the figures of a stored sweep (with ``--compare``, beside another one)."""
+    with open(f"{args.output}.json") as file:
+        summary = json.load(file)
+    label, others, curves, classes = None, [], range_test_curves(summary), summary.get("num_classes")
+    title = f"range tests: {summary.get('what', '')}"
+    if args.compare:
+        with open(args.compare) as file:
+            other = json.load(file)
+        label, other_label = (INIT_NAMES[s.get("settings", {}).get("init", "zero")] for s in (summary, other))
+        others = [(other_label, other["results"])]
+        curves = range_test_curves(summary, f"{label}, ") + range_test_curves(other, f"{other_label}, ")
+        classes = classes or other.get("num_classes")
+        what = summary.get("what", "").replace(f"{label}, ", "")
+        title = f"range tests, {what}:\n{label} and {other_label}"
+    plot_sweep(summary["results"], summary["suggestions"], summary["rule"], f"{args.output}.png",
+               sweep_title(summary), summary.get("split", "test"), label=label, others=others)
+    if len(curves) > 1:
+        chance = np.log(classes) if classes else None
+        plot_range_tests(curves, f"{args.output}_range_tests.png", title, chance=chance)
+    print(sweep_title(summary))
+    return summary
+
+
+def sweep(args):
+    """The range test(s), then one short one-cycle run per peak of the grid (and per suggestion); writes
+    ``<output>.json`` and its figures."""
     device = get_device(args.device)
     precision = Precision.resolve(device)
     train_loader, test_loader, num_classes = loaders(args, device)

@@ -236,21 +236,15 @@ def build_optimizer(recipe, params, lr=None):
 
 
 def build_one_cycle(recipe, optimizer, steps_per_epoch):
-    """``OneCycleLR`` with every one-cycle setting of the recipe, stepped once per batch.
+    """``OneCycleLR`` with every one-cycle setting of the recipe, stepped once per batch
+    (``build_schedule`` with ``scheduler="onecycle"``, whatever the recipe's scheduler).
 
     The LR rises from ``max_lr / div_factor`` to ``max_lr`` over ``pct_start`` of the
     ``epochs * steps_per_epoch`` steps and falls to ``max_lr / div_factor / final_div_factor``; with
     ``cycle_momentum`` the momentum moves the other way between ``max_momentum`` and ``base_momentum``.
     A param group with an ``lr_scale`` (``parameter_groups``) peaks at ``max_lr`` times it.
     """
-    import torch
-
-    if recipe.max_lr is None or not recipe.max_lr > 0:
-        raise ValueError(f"max_lr must be a positive number, got {recipe.max_lr!r} (did the range test give no "
-                         "suggestion? read its reason)")
-    max_lr = [recipe.max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
-    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, epochs=recipe.epochs,
-                                               steps_per_epoch=steps_per_epoch, **recipe.one_cycle_settings())
+    return build_schedule(replace(recipe, scheduler="onecycle"), optimizer, steps_per_epoch)[0]
 
 
 class WarmupCosine:
@@ -306,7 +300,7 @@ def build_schedule(recipe, optimizer, steps_per_epoch):
     ``max_lr`` times their ``lr_scale``, as ``build_optimizer(recipe, model)`` makes them. Returns the
     scheduler and whether it steps once per batch (else once per epoch):
 
-    * ``onecycle``: ``build_one_cycle`` (per batch);
+    * ``onecycle``: ``OneCycleLR`` with the recipe's one-cycle settings (per batch; ``build_one_cycle``);
     * ``constant``: ``max_lr`` throughout (no warm-up, no decay);
     * ``step``: ``max_lr``, times ``gamma`` every ``step_size`` epochs (0: a third of the epochs);
     * ``warmup_cosine``: linear warm-up from ``max_lr / div_factor`` over ``pct_start`` of the steps, then a
@@ -323,8 +317,13 @@ def build_schedule(recipe, optimizer, steps_per_epoch):
     kind, max_lr, epochs = recipe.scheduler, recipe.max_lr, recipe.epochs
     if kind not in SCHEDULES:
         raise ValueError(f"unknown schedule {kind!r}; use one of {', '.join(SCHEDULES)}")
-    if kind == "onecycle":
-        return build_one_cycle(recipe, optimizer, steps_per_epoch), True
+    if max_lr is None or not max_lr > 0:
+        raise ValueError(f"max_lr must be a positive number, got {max_lr!r} (did the range test give no "
+                         "suggestion? read its reason)")
+    if kind == "onecycle":  # each param group peaks at max_lr times its lr_scale
+        return schedulers.OneCycleLR(optimizer, max_lr=[max_lr * group.get("lr_scale", 1.0) for group in
+                                                        optimizer.param_groups], epochs=epochs,
+                                     steps_per_epoch=steps_per_epoch, **recipe.one_cycle_settings()), True
     expected = [max_lr * group.get("lr_scale", 1.0) for group in optimizer.param_groups]
     if not all(torch.isclose(torch.tensor(group["lr"]), torch.tensor(lr)) for group, lr in
                zip(optimizer.param_groups, expected)):

@@ -161,7 +161,12 @@ def _run(settings, log):
             raise RunError(f"no max LR to train with: {found.reason}")
         recipe = replace(recipe, max_lr=found.suggestions["min_loss"])
         log(f"training at the range test's suggested max LR {recipe.max_lr:.3g} (min_loss)")
-    history, model = train_model(model, recipe, train_loader, val_loader, precision, settings, world, log)
+    log(f"max LR {recipe.max_lr:g}, {recipe.epochs} epochs, scheduler {recipe.scheduler}")
+    history, model = train_model(
+        model, recipe, train_loader, val_loader, precision, seed=settings.seed, log=log,
+        checkpoint_dir=Path(settings.output_dir) if rank == 0 else None, save_every=settings.save_every,
+        resume=settings.resume, test_name="test" if settings.cifar and not settings.holdout else "val",
+        compile=settings.compile, world=world)
     history["eval_split"] = f"holdout {len(val_set)}" if settings.holdout else "test" if settings.cifar else "val"
     if rank == 0:
         write_history(history, settings, log)
@@ -201,7 +206,8 @@ def build_data(settings):
                   for keep in [dataset.balanced_indices(labels, settings.max_samples, settings.seed)]]
     mean, std = dataset.channel_stats(splits[0][0])
     train_transforms = dataset.cifar_train_transforms(mean, std, recipe.cutout_length, recipe.cutout_holes,
-                                                      padding=recipe.crop_padding, rotate_degrees=recipe.rotate_degrees)
+                                                      crop_padding=recipe.crop_padding,
+                                                      rotate_degrees=recipe.rotate_degrees)
     train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[0]), train_transforms, seed=settings.seed)
     val_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[1]), dataset.cifar_test_transforms(mean, std))
     return train_set, val_set, dataset.class_names(settings.dataset)
@@ -274,7 +280,8 @@ def batched_loaders(settings, train_set, val_set, batch, device):
     mean, std = dataset.channel_stats(images)
     cutout = recipe.cutout_length if recipe.cutout_holes else 0
     train_loader = batched_data.BatchedCifarLoader(images, labels, batch, mean, std, train=True, device=device,
-                                                   cutout_size=cutout, seed=settings.seed, pad=recipe.crop_padding,
+                                                   cutout_length=cutout, crop_padding=recipe.crop_padding,
+                                                   seed=settings.seed,
                                                    flip="alternating" if recipe.alternating_flip else "random")
     val_loader = batched_data.BatchedCifarLoader(val_set.source.images, val_set.source.labels, batch, mean, std,
                                                  train=False, device=device)
@@ -354,32 +361,31 @@ def range_test(settings, model, train_loader, device, precision, description, lo
     return result
 
 
-def train_model(model, recipe, train_loader, val_loader, precision, settings, world, log):
-    """Train ``model`` by the recipe (its optimizer, schedule, weight averaging and test-time augmentation)
-    with checkpoints in ``settings.output_dir``; returns the history and the trained model."""
+def train_model(model, recipe, train_loader, val_loader, precision, *, seed, log=print, checkpoint_dir=None,
+                save_every=0, resume=None, test_name="test", compile=False, world=1):
+    """Train ``model`` by the recipe: its optimizer, schedule, loss, weight averaging and (after the last
+    epoch) test-time augmentation, through ``training_utils.fit`` (checkpoints in ``checkpoint_dir``);
+    returns the history and the trained model. The one place that turns a recipe into a training run:
+    ``train_run`` and lr_sweep.py call it."""
     device = precision.device
-    log(f"max LR {recipe.max_lr:g}, {recipe.epochs} epochs, scheduler {recipe.scheduler}")
     optimizer = build_optimizer(recipe, model)
     weight_average = LookaheadAverage(model, recipe.epochs * len(train_loader)) if recipe.weight_average else None
     scheduler, per_batch = build_schedule(recipe, optimizer, len(train_loader))
-    if settings.compile:
+    if compile:
         model = compile_model(model)
     if world > 1:
         model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    split_name = "test" if settings.cifar and not settings.holdout else "val"  # what the evaluation set is called
-    master = int(os.environ.get("RANK", 0)) == 0
     history = fit(model, device, train_loader, val_loader, optimizer, build_criterion(recipe), recipe.epochs,
                   scheduler, scheduler_per_batch=per_batch, precision=precision, grad_clip=recipe.grad_clip or None,
-                  topk=5, checkpoint_dir=Path(settings.output_dir) if master else None,
-                  save_every=settings.save_every, resume=settings.resume, seed=settings.seed, log=log,
-                  test_name=split_name, weight_average=weight_average)
+                  topk=5, checkpoint_dir=checkpoint_dir, save_every=save_every, resume=resume, seed=seed, log=log,
+                  test_name=test_name, weight_average=weight_average)
     history["recipe"] = recipe.as_dict()
     if recipe.tta_views > 1:
         started = time.perf_counter()
         tested = test(batched_data.TestTimeAugmentation(unwrap(model), recipe.tta_views), device, val_loader,
                       build_criterion(recipe), precision=precision)
         history["test_acc_tta"], history["tta_seconds"] = tested.acc, time.perf_counter() - started
-        log(f"{split_name} accuracy with {recipe.tta_views}-view test-time augmentation: {tested.acc:.2f}%")
+        log(f"{test_name} accuracy with {recipe.tta_views}-view test-time augmentation: {tested.acc:.2f}%")
     if world > 1:
         log(replicas_agree(model))
     return history, model

@@ -322,35 +322,11 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
     if checkpoint_dir is not None:
         checkpoint_dir = Path(checkpoint_dir)
         checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    parts = {"model": raw_model, "optimizer": optimizer, "scheduler": scheduler, "scaler": scaler,
+             "weight_average": weight_average}
     if resume:
-        state = load_checkpoint(resume)
-        check_compatible(state, raw_model, epochs, len(train_loader), resume)
-        raw_model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler"):
-            scheduler.load_state_dict(state["scheduler"])
-        if state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        if weight_average is not None:
-            if not state.get("weight_average"):
-                raise CheckpointError(f"{resume} holds no weight average; resume it without weight_average")
-            weight_average.load_state_dict(state["weight_average"])
-        if state.get("seed", seed) != seed:
-            log(f"note: {resume} was made with seed {state['seed']}, not {seed}: the epochs' global RNG continues "
-                f"with {state['seed']}; build the loaders with seed {state['seed']} too (main.py --resume does) "
-                "for an exact continuation")
-            seed = state["seed"]
-        history, start_epoch = state["history"], state["epoch"] + 1
+        history, start_epoch, seed = restore(resume, parts, epochs, len(train_loader), seed, log)
         best_acc = max(history["test_acc"], default=-1.0)
-        log(f"resumed from {resume}: epoch {state['epoch']} done, continuing at epoch {start_epoch}")
-
-    def checkpoint(epoch):
-        return {"model": raw_model.state_dict(), "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler_state(scheduler) if scheduler is not None else None,
-                "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch,
-                "epochs": epochs, "steps_per_epoch": len(train_loader), "history": history, "seed": seed,
-                "weight_average": weight_average.state_dict() if weight_average is not None else None}
-
     epoch = start_epoch
     try:
         for epoch in range(start_epoch, epochs + 1):
@@ -367,22 +343,10 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
             share_buffers_from_rank0(raw_model)
             tested = test(eval_model, device, test_loader, criterion, precision=precision, topk=topk,
                           progress=progress, desc=f"epoch {epoch} {test_name}")
-            history["epoch_time"].append(time.perf_counter() - start)
-            history["lr"] += trained.steps["lr"]
-            history["momentum"] += trained.steps["momentum"]
-            history["train_loss"].append(trained.loss)
-            history["train_acc"].append(trained.acc)
-            history["test_loss"].append(tested.loss)
-            history["test_acc"].append(tested.acc)
-            history["test_top5"].append(tested.top5)
-            top5 = f"  top-5 {tested.top5:.2f}%" if tested.top5 is not None else ""
-            skips = trained.skipped + tested.skipped
-            skips = f"  skipped {skips} unreadable image(s), named in the warnings above" if skips else ""
-            log(f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.3g}  train loss {trained.loss:.4f} "
-                f"acc {trained.acc:.2f}%  {test_name} loss {tested.loss:.4f} acc {tested.acc:.2f}%"
-                f"{top5}  {history['epoch_time'][-1]:.1f}s{skips}")
+            record_epoch(history, trained, tested, time.perf_counter() - start)
+            log(epoch_line(epoch, epochs, trained, tested, test_name, history["epoch_time"][-1]))
             if checkpoint_dir is not None:  # last.pt last: an epoch it holds is in best.pt and epoch_<k>.pt too
-                state = checkpoint(epoch)
+                state = checkpoint_state(parts, epoch, epochs, len(train_loader), history, seed)
                 if tested.acc > best_acc:
                     best_acc = tested.acc
                     save_checkpoint(state, checkpoint_dir / "best.pt")
@@ -390,17 +354,78 @@ def fit(model, device, train_loader, test_loader, optimizer, criterion, epochs, 
                     save_checkpoint(state, checkpoint_dir / f"epoch_{epoch}.pt")
                 save_checkpoint(state, checkpoint_dir / "last.pt")
     except KeyboardInterrupt:  # it can land anywhere, even between writing last.pt and noting it: ask the file
-        last = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
-        saved = saved_epoch(last) if last is not None else None
-        stage = f"after epoch {epoch} was saved" if saved == epoch else f"during epoch {epoch}"
-        if saved is not None:
-            where = f"; {last} holds epoch {saved}, continue with resume='{last}' (main.py --resume)"
-        elif resume:
-            where = f"; nothing new was saved: {resume} holds epoch {start_epoch - 1}, continue with resume='{resume}'"
-        elif checkpoint_dir is not None:
-            where = "; no epoch finished, nothing to resume"
-        else:
-            where = ""
-        log(f"interrupted {stage}{where}")
+        log(interrupted_line(epoch, checkpoint_dir, resume, start_epoch))
         raise
     return history
+
+
+def restore(resume, parts, epochs, steps_per_epoch, seed, log):
+    """Load the checkpoint ``resume`` into ``parts`` (model, optimizer, scheduler, scaler, weight average);
+    returns its history, the epoch to continue at and the seed to continue with (the checkpoint's)."""
+    state = load_checkpoint(resume)
+    check_compatible(state, parts["model"], epochs, steps_per_epoch, resume)
+    parts["model"].load_state_dict(state["model"])
+    parts["optimizer"].load_state_dict(state["optimizer"])
+    if parts["scheduler"] is not None and state.get("scheduler"):
+        parts["scheduler"].load_state_dict(state["scheduler"])
+    if state.get("scaler"):
+        parts["scaler"].load_state_dict(state["scaler"])
+    if parts["weight_average"] is not None:
+        if not state.get("weight_average"):
+            raise CheckpointError(f"{resume} holds no weight average; resume it without weight_average")
+        parts["weight_average"].load_state_dict(state["weight_average"])
+    if state.get("seed", seed) != seed:
+        log(f"note: {resume} was made with seed {state['seed']}, not {seed}: the epochs' global RNG continues "
+            f"with {state['seed']}; build the loaders with seed {state['seed']} too (main.py --resume does) "
+            "for an exact continuation")
+        seed = state["seed"]
+    log(f"resumed from {resume}: epoch {state['epoch']} done, continuing at epoch {state['epoch'] + 1}")
+    return state["history"], state["epoch"] + 1, seed
+
+
+def checkpoint_state(parts, epoch, epochs, steps_per_epoch, history, seed):
+    """What a checkpoint holds after ``epoch``: every part's state, the history and the seed."""
+    scheduler, scaler, average = parts["scheduler"], parts["scaler"], parts["weight_average"]
+    return {"model": parts["model"].state_dict(), "optimizer": parts["optimizer"].state_dict(),
+            "scheduler": scheduler_state(scheduler) if scheduler is not None else None,
+            "scaler": scaler.state_dict() if scaler.is_enabled() else None, "epoch": epoch,
+            "epochs": epochs, "steps_per_epoch": steps_per_epoch, "history": history, "seed": seed,
+            "weight_average": average.state_dict() if average is not None else None}
+
+
+def record_epoch(history, trained, tested, seconds):
+    """Append an epoch's results (and its steps' LRs and momentums) to ``history``."""
+    history["epoch_time"].append(seconds)
+    history["lr"] += trained.steps["lr"]
+    history["momentum"] += trained.steps["momentum"]
+    history["train_loss"].append(trained.loss)
+    history["train_acc"].append(trained.acc)
+    history["test_loss"].append(tested.loss)
+    history["test_acc"].append(tested.acc)
+    history["test_top5"].append(tested.top5)
+
+
+def epoch_line(epoch, epochs, trained, tested, test_name, seconds):
+    """The log line of an epoch: LR, training and evaluation loss and accuracy, time, skipped images."""
+    top5 = f"  top-5 {tested.top5:.2f}%" if tested.top5 is not None else ""
+    skips = trained.skipped + tested.skipped
+    skips = f"  skipped {skips} unreadable image(s), named in the warnings above" if skips else ""
+    return (f"epoch {epoch:2d}/{epochs}  lr {trained.steps['lr'][-1]:.3g}  train loss {trained.loss:.4f} "
+            f"acc {trained.acc:.2f}%  {test_name} loss {tested.loss:.4f} acc {tested.acc:.2f}%"
+            f"{top5}  {seconds:.1f}s{skips}")
+
+
+def interrupted_line(epoch, checkpoint_dir, resume, start_epoch):
+    """What an interrupt says: where it landed and which checkpoint continues the run."""
+    last = checkpoint_dir / "last.pt" if checkpoint_dir is not None else None
+    saved = saved_epoch(last) if last is not None else None
+    stage = f"after epoch {epoch} was saved" if saved == epoch else f"during epoch {epoch}"
+    if saved is not None:
+        where = f"; {last} holds epoch {saved}, continue with resume='{last}' (main.py --resume)"
+    elif resume:
+        where = f"; nothing new was saved: {resume} holds epoch {start_epoch - 1}, continue with resume='{resume}'"
+    elif checkpoint_dir is not None:
+        where = "; no epoch finished, nothing to resume"
+    else:
+        where = ""
+    return f"interrupted {stage}{where}"

@@ -217,8 +217,12 @@ def main(argv=None):
     parser.add_argument("--cache_dir", default=os.environ.get("IMAGE_CACHE_DIR", "data/image_cache"),
                         help="resnet50 with --image_dir: where its decoded images are kept (as main.py --cache_dir)")
     args = parser.parse_args(argv)
-    if args.model == "resnet50":
-        return run_resnet50(args)
+    return run_resnet50(args) if args.model == "resnet50" else run_custom_resnet(args)
+
+
+def run_custom_resnet(args):
+    """The S10 rows: the three (four with --compile) training paths, their data pipelines alone, the model's
+    FLOPs against the matmul peak, and the projected 24-epoch time."""
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = device.type == "cuda"  # as main.py and the notebooks train
     steps = args.steps or (20 if device.type == "cuda" else 2)
@@ -228,7 +232,7 @@ def main(argv=None):
     labels = np.random.default_rng(1).integers(0, 10, n)
     album = make_loader(AlbumentationsDataset(ImageArrays(images, labels), cifar_train_transforms(MEAN, STD, 8)),
                         args.batch_size, train=True, device=device)
-    batched = BatchedCifarLoader(images, labels, args.batch_size, MEAN, STD, device=device, cutout_size=8)
+    batched = BatchedCifarLoader(images, labels, args.batch_size, MEAN, STD, device=device, cutout_length=8)
     fast = Precision.resolve(device).name
     paths = [("(a) plain fp32 (no TF32), NCHW, Albumentations", "fp32", False, album),
              ("(b) default, Albumentations", fast, True, album),
@@ -260,6 +264,12 @@ def main(argv=None):
               f"{model_only / rows[0][2]:.2f}x |")
     print(f"\ndata pipelines alone: Albumentations DataLoader {pipeline_rate(album, steps, device):.0f} img/s, "
           f"batched loader {pipeline_rate(batched, steps, device):.0f} img/s")
+    summarise(args, rows, fixed, fast, device, steps, warmup)
+
+
+def summarise(args, rows, fixed, fast, device, steps, warmup):
+    """The model's FLOPs per image against the measured matmul peak, the projected 24-epoch S10 time, and
+    (``--json``) every row."""
     model = CustomResNet().to(device)
     with FlopCounterMode(display=False) as counter:
         model(fixed[0][:1].float().contiguous()).sum().backward()

@@ -39,7 +39,7 @@ def test_rotation_turns_images_by_at_most_the_angle():
     import albumentations as A
     image = np.zeros((64, 64, 3), np.uint8)
     image[31:33, 8:56] = 255  # a horizontal bar through the centre
-    rotate = A.Compose(dataset.cifar_augmentations((0, 0, 0), padding=0, flip=False, cutout_holes=0,
+    rotate = A.Compose(dataset.cifar_augmentations((0, 0, 0), crop_padding=0, flip=False, cutout_holes=0,
                                                    rotate_degrees=10), seed=0)
     angles = [abs(bar_angle(rotate(image=image)["image"])) for _ in range(60)]
     assert max(angles) <= 10.5 and max(angles) > 6 and np.mean(angles) > 2
@@ -50,8 +50,8 @@ def test_cutout_cuts_the_asked_number_of_holes_of_the_asked_size(holes, length):
     import albumentations as A
     image = np.full((32, 32, 3), 255, np.uint8)
     mean = (0.0, 0.0, 0.0)  # holes are black on white
-    cifar = A.Compose(dataset.cifar_augmentations(mean, cutout_size=length, cutout_holes=holes, padding=0, flip=False),
-                      seed=0)
+    cifar = A.Compose(dataset.cifar_augmentations(mean, cutout_length=length, cutout_holes=holes, crop_padding=0,
+                                                  flip=False), seed=0)
     folder = A.Compose(dataset.imagenet_augmentations(32, mean, cutout_holes=holes, cutout_length=length,
                                                       color_jitter=0), seed=0)
     for transform in (cifar, folder):

@@ -153,7 +153,7 @@ def test_weight_averaging_of_identical_weights_changes_nothing_and_averages_what
 def test_alternating_flip_shows_each_image_both_ways_over_two_epochs():
     data = SyntheticImages(n=64, seed=0)
     labels = torch.arange(64)  # the label names the image
-    loader = BatchedCifarLoader(data.images, labels, 16, MEAN, STD, train=True, pad=0, cutout_size=0,
+    loader = BatchedCifarLoader(data.images, labels, 16, MEAN, STD, train=True, crop_padding=0, cutout_length=0,
                                 flip="alternating", seed=3)
     seen = []
     for epoch in (1, 2, 3):
@@ -184,8 +184,8 @@ def test_batch_norm_biases_follow_the_one_cycle_at_their_scale():
 def speedrun_run(checkpoint_dir, resume=None):
     """Three epochs of the speedrun recipe's pieces on a small SpeedrunNet and 256 generated images."""
     train, test = SyntheticImages(256, seed=0), SyntheticImages(128, seed=1)
-    train_loader = BatchedCifarLoader(train.images, train.labels, 64, MEAN, STD, train=True, pad=2,
-                                      cutout_size=0, flip="alternating", seed=5)
+    train_loader = BatchedCifarLoader(train.images, train.labels, 64, MEAN, STD, train=True, crop_padding=2,
+                                      cutout_length=0, flip="alternating", seed=5)
     test_loader = BatchedCifarLoader(test.images, test.labels, 128, MEAN, STD, train=False)
     torch.manual_seed(0)
     model = SpeedrunNet(widths=(8, 16, 16), whiten_bias_train_steps=len(train_loader))
