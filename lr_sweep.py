@@ -34,7 +34,7 @@ from lr_finder import find_lr, lowest_before_divergence
 from precision import Precision, get_device
 from recipes import IMAGENET, S10, build_criterion, build_optimizer
 from seeding import seed_everything
-from training_run import train_model
+from training_run import cifar_sets, train_model
 from utils import describe_machine
 from visualize import plot_range_tests, plot_sweep
 
@@ -106,12 +106,7 @@ def loaders(args, device):
     if args.test_subset:
         keep = dataset.balanced_indices(test_labels, args.test_subset, seed=args.seed)
         test_images, test_labels = test_images[keep], test_labels[keep]
-    mean, std = dataset.channel_stats(train_images)
-    train_set = dataset.AlbumentationsDataset(
-        dataset.ImageArrays(train_images, train_labels),
-        dataset.cifar_train_transforms(mean, std, S10.cutout_length, S10.cutout_holes, S10.crop_padding), seed=args.seed)
-    test_set = dataset.AlbumentationsDataset(dataset.ImageArrays(test_images, test_labels),
-                                             dataset.cifar_test_transforms(mean, std))
+    train_set, test_set = cifar_sets((train_images, train_labels), (test_images, test_labels), S10, args.seed)
     return (dataset.make_loader(train_set, args.batch_size, True, device, args.workers, seed=args.seed),
             dataset.make_loader(test_set, 1000, False, device, args.workers), 10)
 

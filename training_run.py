@@ -131,6 +131,7 @@ def remove_previous_run(output_dir):
 
 
 def _run(settings, log):
+    """``train_run``'s work: the machine, the data, the model, then the range test and/or training."""
     rank, world, device = setup_distributed(settings.device)
     # fixed input shapes: let cuDNN time its algorithms once, unless the run must be repeatable bit for bit
     torch.backends.cudnn.benchmark = device.type == "cuda" and not settings.deterministic
@@ -204,13 +205,18 @@ def build_data(settings):
     if settings.max_samples:
         splits = [(images[keep], labels[keep]) for images, labels in splits
                   for keep in [dataset.balanced_indices(labels, settings.max_samples, settings.seed)]]
-    mean, std = dataset.channel_stats(splits[0][0])
-    train_transforms = dataset.cifar_train_transforms(mean, std, recipe.cutout_length, recipe.cutout_holes,
-                                                      crop_padding=recipe.crop_padding,
-                                                      rotate_degrees=recipe.rotate_degrees)
-    train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[0]), train_transforms, seed=settings.seed)
-    val_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*splits[1]), dataset.cifar_test_transforms(mean, std))
+    train_set, val_set = cifar_sets(splits[0], splits[1], recipe, settings.seed)
     return train_set, val_set, dataset.class_names(settings.dataset)
+
+
+def cifar_sets(train, test, recipe, seed):
+    """Albumentations datasets over CIFAR arrays ``(images, labels)``: the recipe's crop padding, flip and
+    cutout for ``train``, both normalised by the training images' channel statistics."""
+    mean, std = dataset.channel_stats(train[0])
+    transforms = dataset.cifar_train_transforms(mean, std, recipe.cutout_length, recipe.cutout_holes,
+                                                crop_padding=recipe.crop_padding, rotate_degrees=recipe.rotate_degrees)
+    return (dataset.AlbumentationsDataset(dataset.ImageArrays(*train), transforms, seed=seed),
+            dataset.AlbumentationsDataset(dataset.ImageArrays(*test), dataset.cifar_test_transforms(mean, std)))
 
 
 def choose_loader(settings, device, world):
