@@ -129,7 +129,10 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
     argv = spec.argv(data_dir, output_dir)
     resumed = (output_dir / "last.pt").exists() and not (output_dir / "history.json").exists()
     argv += ["--resume", str(output_dir / "last.pt")] if resumed else ["--overwrite"]
-    settings = settings_from_argv(argv)
+    try:
+        settings = settings_from_argv(argv)
+    except command_line.SettingsError as error:  # before any work: which run, and why
+        raise command_line.SettingsError(f"run {spec.key!r}: {error}") from None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
     result = train_run(settings, log=log)
@@ -279,11 +282,11 @@ def main_cli(argv=None):
                  for seed in args.seeds]
     except ValueError as error:
         parser.error(str(error))
+    from training_run import USER_ERRORS
+
     try:
         records = ensure(specs, data_dir, args.store)
-    except KeyboardInterrupt as stop:
-        sys.exit(f"experiments.py: {stop}")
-    except RuntimeError as error:
+    except (KeyboardInterrupt, command_line.SettingsError, *USER_ERRORS) as error:
         sys.exit(f"experiments.py: {error}")
     mean, spread, n = summary(records)
     print(f"mean {mean:.2f}% (standard deviation {spread:.2f}, {n} runs)")
