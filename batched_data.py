@@ -2,11 +2,11 @@
 augmentation.
 
 ``BatchedCifarLoader`` keeps the whole uint8 data set as one tensor on the training device (a GPU, or
-the CPU) and augments each batch at once: reflect-pad + random crop (a translation by up to ``pad``
-pixels), a horizontal flip (random, or alternating: each image flipped on every other epoch, as in
-Keller Jordan's airbench), and a cutout hole. It iterates like a DataLoader over ``(x, y)`` batches and,
-like ``make_loader``'s DataLoader, derives every random choice of an epoch from ``(seed, epoch)``, so a
-resumed run is exact.
+the CPU) and augments each batch at once: reflect-pad + random crop (a translation by up to
+``crop_padding`` pixels), a horizontal flip (random, or alternating: each image flipped on every other
+epoch, as in Keller Jordan's airbench), and a cutout hole. It iterates like a DataLoader over ``(x, y)``
+batches and, like ``make_loader``'s DataLoader, derives every random choice of an epoch from ``(seed,
+epoch)``, so a resumed run is exact.
 
 ``TestTimeAugmentation`` wraps a model so that its prediction averages several views of each image
 (the mirror image, one-pixel translations); ``training_utils.test`` evaluates it like any model.
@@ -45,16 +45,16 @@ class BatchedCifarLoader(SeededBatches):
     """A device-resident, batched CIFAR loader that iterates like a DataLoader over ``(x, y)`` batches.
 
     The uint8 images live as one tensor on ``device``. Each epoch reshuffles (when ``train``) and each
-    batch gets, as tensor operations: pad ``pad`` (reflect) + random crop, a horizontal flip (``flip``:
-    ``"random"`` with p=0.5, ``"alternating"``: each image flipped on every other epoch, the first
-    epoch's choice random, or ``"none"``), one ``cutout_size`` square hole filled with the data mean
-    (inside the image, as Albumentations places it; 0: none); then normalisation. Batches come out in
-    ``dtype`` and channels_last memory layout. ``augment=False`` gives the test-time path (normalise only,
+    batch gets, as tensor operations: pad ``crop_padding`` (reflect) + random crop, a horizontal flip
+    (``flip``: ``"random"`` with p=0.5, ``"alternating"``: each image flipped on every other epoch, the
+    first epoch's choice random, or ``"none"``), one ``cutout_length`` square hole filled with the data
+    mean (inside the image, as Albumentations places it; 0: none); then normalisation. Batches come out
+    in ``dtype`` and channels_last memory layout. ``augment=False`` gives the test-time path (normalise only,
     fixed order).
     """
 
     def __init__(self, images, labels, batch_size, mean, std, train=True, device="cpu", augment=None,
-                 cutout_size=16, pad=4, drop_last=None, seed=0, dtype=torch.float32, flip="random"):
+                 cutout_length=16, crop_padding=4, drop_last=None, seed=0, dtype=torch.float32, flip="random"):
         if flip not in FLIPS:
             raise ValueError(f"flip must be one of {FLIPS}, got {flip!r}")
         self.device = torch.device(device)
@@ -63,7 +63,7 @@ class BatchedCifarLoader(SeededBatches):
         self.batch_size, self.train = batch_size, train
         self.augment = train if augment is None else augment
         self.drop_last = train if drop_last is None else drop_last
-        self.cutout_size, self.pad, self.dtype, self.flip = cutout_size, pad, dtype, flip
+        self.cutout_length, self.crop_padding, self.dtype, self.flip = cutout_length, crop_padding, dtype, flip
         self.mean = torch.tensor(mean, device=self.device, dtype=torch.float32) * 255
         self.std = torch.tensor(std, device=self.device, dtype=torch.float32) * 255
         self.seed, self.epoch = seed, 0
@@ -71,7 +71,8 @@ class BatchedCifarLoader(SeededBatches):
         self.dataset = self.images  # for code that asks len(loader.dataset)
         if self.augment:  # reflect-pad once; crops are then plain gathers
             nchw = self.images.permute(0, 3, 1, 2).float()
-            self.padded = torch.nn.functional.pad(nchw, [pad] * 4, mode="reflect").to(torch.uint8).permute(0, 2, 3, 1)
+            padded = torch.nn.functional.pad(nchw, [crop_padding] * 4, mode="reflect")
+            self.padded = padded.to(torch.uint8).permute(0, 2, 3, 1)
         if flip == "alternating":  # each image's first-epoch flip, fixed by the seed alone
             first = torch.Generator(device=self.device).manual_seed(derive_seed(seed, 2 ** 31))
             self.first_flip = torch.randint(0, 2, (len(self.labels),), device=self.device, generator=first).bool()
@@ -84,7 +85,7 @@ class BatchedCifarLoader(SeededBatches):
         n, (h, w) = len(index), self.images.shape[1:3]
         rows = torch.arange(h, device=self.device)
         cols = torch.arange(w, device=self.device)
-        top, left = self._randint(2 * self.pad + 1, (n,)), self._randint(2 * self.pad + 1, (n,))
+        top, left = self._randint(2 * self.crop_padding + 1, (n,)), self._randint(2 * self.crop_padding + 1, (n,))
         if self.flip == "random":
             flip = self._randint(2, (n,)).bool()
         elif self.flip == "alternating":
@@ -93,7 +94,7 @@ class BatchedCifarLoader(SeededBatches):
             flip = torch.zeros(n, dtype=torch.bool, device=self.device)
         col_index = left[:, None] + torch.where(flip[:, None], cols.flip(0)[None], cols[None])
         x = self.padded[index[:, None, None], (top[:, None] + rows)[:, :, None], col_index[:, None, :]]
-        size = self.cutout_size
+        size = self.cutout_length
         if size > 0:
             y0, x0 = self._randint(h - size + 1, (n,)), self._randint(w - size + 1, (n,))
             inside_rows = (rows[None] >= y0[:, None]) & (rows[None] < y0[:, None] + size)

@@ -461,21 +461,21 @@ class EpochSampler(torch.utils.data.Sampler):
         return iter([(self.epoch, index) for index in order[self.rank::self.num_replicas]])
 
 
-def cifar_augmentations(mean, cutout_size=8, cutout_holes=1, padding=4, flip=True, rotate_degrees=0.0):
+def cifar_augmentations(mean, cutout_length=8, cutout_holes=1, crop_padding=4, flip=True, rotate_degrees=0.0):
     """The CIFAR training augmentations as a list (uint8 in, uint8 out, no normalisation): reflect-pad
-    ``padding`` + random crop back to 32x32, horizontal flip, optional random rotation by at most
-    ``rotate_degrees``, and ``cutout_holes`` square holes of ``cutout_size`` filled with the data mean."""
+    ``crop_padding`` + random crop back to 32x32, horizontal flip, optional random rotation by at most
+    ``rotate_degrees``, and ``cutout_holes`` square holes of ``cutout_length`` filled with the data mean."""
     fill = tuple(int(round(m * 255)) for m in mean)
     augmentations = []
-    if padding:
-        augmentations += [A.PadIfNeeded(32 + 2 * padding, 32 + 2 * padding, border_mode=4),  # BORDER_REFLECT_101
-                          A.RandomCrop(32, 32)]
+    if crop_padding:
+        side = 32 + 2 * crop_padding
+        augmentations += [A.PadIfNeeded(side, side, border_mode=4), A.RandomCrop(32, 32)]  # BORDER_REFLECT_101
     if flip:
         augmentations.append(A.HorizontalFlip(p=0.5))
     if rotate_degrees:
         augmentations.append(A.Rotate(limit=rotate_degrees, border_mode=4, p=1.0))
-    if cutout_holes and cutout_size:
-        augmentations.append(cutout(cutout_holes, cutout_size, fill))
+    if cutout_holes and cutout_length:
+        augmentations.append(cutout(cutout_holes, cutout_length, fill))
     return augmentations
 
 
@@ -485,10 +485,11 @@ def cutout(holes, length, fill):
                            hole_width_range=(length, length), fill=fill, p=1.0)
 
 
-def cifar_train_transforms(mean, std, cutout_size=8, cutout_holes=1, padding=4, flip=True, rotate_degrees=0.0):
+def cifar_train_transforms(mean, std, cutout_length=8, cutout_holes=1, crop_padding=4, flip=True,
+                           rotate_degrees=0.0):
     """CIFAR training transform: ``cifar_augmentations`` (pad + crop, flip, [rotation], cutout), then
     normalisation and ``ToTensorV2``."""
-    return A.Compose(cifar_augmentations(mean, cutout_size, cutout_holes, padding, flip, rotate_degrees)
+    return A.Compose(cifar_augmentations(mean, cutout_length, cutout_holes, crop_padding, flip, rotate_degrees)
                      + [A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 

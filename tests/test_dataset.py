@@ -158,9 +158,9 @@ def test_batched_loader_augments_like_albumentations(device):
     mean = (0.2, 0.3, 0.4)  # the cutout fill, so holes show in the blue channel
     fill = tuple(int(round(m * 255)) for m in mean)
     import albumentations as A
-    transform = A.Compose(dataset.cifar_augmentations(mean, cutout_size=8), seed=0)
+    transform = A.Compose(dataset.cifar_augmentations(mean, cutout_length=8), seed=0)
     reference = np.stack([transform(image=image)["image"] for image in images])
-    loader = BatchedCifarLoader(images, np.zeros(n, np.int64), 500, mean, (1, 1, 1), cutout_size=8, seed=0,
+    loader = BatchedCifarLoader(images, np.zeros(n, np.int64), 500, mean, (1, 1, 1), cutout_length=8, seed=0,
                                 device=device)
     index = torch.arange(n, device=device)
     batched = np.concatenate([loader.augment_batch(index[i:i + 500]).cpu().numpy() for i in range(0, n, 500)])

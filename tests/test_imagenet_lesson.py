@@ -173,7 +173,7 @@ def test_run_all_without_imagenet_dir_downloads_imagenette_and_runs_the_lesson(t
     monkeypatch.delenv("IMAGENET_DIR", raising=False)
     monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
     monkeypatch.setenv("SMOKE", "1")
-    monkeypatch.setenv("LR_ITERS", "20")  # a setting changed as a learner would, and a shorter test
+    monkeypatch.setenv("LR_ITER", "20")  # a setting changed as a learner would, and a shorter test
     monkeypatch.setenv("IMAGENETTE_URL", url)
     monkeypatch.setenv("IMAGENETTE_SHA256", sha256)
     notebook = nbformat.read(repo / "ImageNet_LR_Finder.ipynb", as_version=4)  # the committed lesson
@@ -184,7 +184,7 @@ def test_run_all_without_imagenet_dir_downloads_imagenette_and_runs_the_lesson(t
                 if output.output_type == "error"]
     settings = next(text for text in texts if "IMAGE_SIZE=" in text)
     assert f"downloading {url}" in settings and "SHA-256 checked" in settings and "unpacking" in settings
-    assert "LR_ITERS=20" in settings
+    assert "LR_ITER=20" in settings
     folder = repo / "data" / "imagenette2-160"
     assert sorted(path.name for path in (folder / "train").iterdir()) == list(WNIDS)
     data = next(text for text in texts if "training images" in text)

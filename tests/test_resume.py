@@ -22,10 +22,10 @@ def make_loaders(path, workers):
     data = dataset.SyntheticImages(96, seed=0)
     test_data = dataset.SyntheticImages(32, seed=1)
     if path == "batched":
-        return (BatchedCifarLoader(data.images, data.labels, 32, MEAN, STD, train=True, cutout_size=8, seed=5),
+        return (BatchedCifarLoader(data.images, data.labels, 32, MEAN, STD, train=True, cutout_length=8, seed=5),
                 BatchedCifarLoader(test_data.images, test_data.labels, 32, MEAN, STD, train=False))
     train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(data.images, data.labels),
-                                              dataset.cifar_train_transforms(MEAN, STD, cutout_size=8), seed=5)
+                                              dataset.cifar_train_transforms(MEAN, STD, cutout_length=8), seed=5)
     test_set = dataset.AlbumentationsDataset(test_data, dataset.cifar_test_transforms(MEAN, STD))
     return (dataset.make_loader(train_set, 32, True, workers=workers, seed=5, persistent=False),
             dataset.make_loader(test_set, 32, False, workers=0))
@@ -58,7 +58,7 @@ def test_each_epoch_augments_and_shuffles_differently_but_reproducibly():
     data = dataset.SyntheticImages(16, seed=0)
     index = np.arange(16)  # as the label: a batch's labels say which image each row holds
     train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(data.images, index),
-                                              dataset.cifar_train_transforms(MEAN, STD, cutout_size=8), seed=5)
+                                              dataset.cifar_train_transforms(MEAN, STD, cutout_length=8), seed=5)
     loader = dataset.make_loader(train_set, 16, True, workers=0, seed=5)
 
     def epoch_batch(epoch):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import experiments
+
 nbformat = pytest.importorskip("nbformat")  # absent where only the unit tests run (gpu_check.sh's machine)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -21,7 +23,9 @@ def test_the_speedrun_lesson_runs_in_smoke_mode_and_shows_each_piece(tmp_path):
     built = tmp_path / "CIFAR10_Speedrun.ipynb"
     subprocess.run([sys.executable, "tools/build_speedrun.py", str(built)], cwd=ROOT, check=True)
     notebook = nbformat.read(built, as_version=4)
-    env = {"SMOKE": "1", "PLAIN_PROGRESS": "1"}
+    kernel_tmp = tmp_path / "kernel_tmp"  # the SMOKE run's store is a new file in a temporary folder: here
+    kernel_tmp.mkdir()
+    env = {"SMOKE": "1", "PLAIN_PROGRESS": "1", "TMPDIR": str(kernel_tmp)}
     saved = {name: os.environ.get(name) for name in env}
     os.environ.update(env)
     try:
@@ -45,7 +49,10 @@ def test_the_speedrun_lesson_runs_in_smoke_mode_and_shows_each_piece(tmp_path):
     assert "* 1. " in text and "* 5. " in text  # the ranking, computed from the runs
     assert "points against one cycle" in text and "largest fall" in text
     assert "repeat the constant-" in text  # the determinism check of step against constant
-    assert "scheduler=warmup_cosine" in text and "scheduler=step" in text and "scheduler=constant" in text
+    stores = list(kernel_tmp.glob("*/runs.json"))
+    assert len(stores) == 1, stores
+    trained = {record["spec"]["scheduler"] for record in experiments.load_store(stores[0]).values()}
+    assert {"onecycle", "warmup_cosine", "step", "constant"} <= trained  # each schedule's runs went through the store
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert len(images) >= 4  # flips, range test, curves, schedules
     assert not list((ROOT / "runs" / "experiments").glob("*epochs-2*"))  # the SMOKE runs stay out of the repository

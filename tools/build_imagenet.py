@@ -1,7 +1,8 @@
 """Writes ImageNet_LR_Finder.ipynb's cells (sources only; outputs come from executing it)."""
-import nbformat
-from nbformat.v4 import new_notebook
-from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
+from notebook_common import (CHECK_OUTPUT, DEVICE_SETTING, FIGURES_SETTING, SMOKE_SETTING, TRAINING_RECIPE,
+                             WORKERS_SETTING, badge, code, env_int, env_text, imports_cell, md, one_cycle_training,
+                             range_test, recipe_setting, settings_cell, setup_cell_source, shown, smoke_folder,
+                             write_notebook)
 
 IMAGENET_CPU_NOTE = ("No GPU in this runtime: on a CPU, ResNet-50 trains at tens of images per second at best, so "
                      "Run all takes hours here. For a GPU (none has run this lesson yet): Runtime > Change runtime "
@@ -53,7 +54,7 @@ md("""## Settings
 The next cell holds every setting a run may change. To change one, in Colab as anywhere, edit its line
 (for a 5-epoch run, `EPOCHS = 5`) or set it in a new cell above before running this one:
 `import os; os.environ["EPOCHS"] = "5"`. The settings: `IMAGENET_DIR` (the data folder), `IMAGE_SIZE` (pixels),
-`BATCH_SIZE`, `LR_ITERS` (batches in the range test), `EPOCHS`, `MAX_SAMPLES` (a class-balanced
+`BATCH_SIZE`, `LR_ITER` (batches in the range test), `EPOCHS`, `MAX_SAMPLES` (a class-balanced
 subset of at most that many images of each split; 0 for all). `SMOKE=1` makes a tiny run on the CPU,
 which the tests use. The training recipe itself (optimizer, loss, one-cycle shape) is
 `recipes.IMAGENET`, the one `main.py` uses for image folders.
@@ -66,36 +67,33 @@ images. And they are one seed each, measured on 1,000 images: an accuracy near o
 standard error of about 1.5 points (sqrt(p (1 - p) / 1000)), so a difference of a point or two between
 two such runs is noise. Run all without `IMAGENET_DIR` trains on all of Imagenette instead: more
 images, so a longer run and, with more to learn from, likely a higher accuracy."""),
-code("""import os
-import tempfile
-
-import dataset
+code(settings_cell(
+    """import dataset
 import recipes
-from imagenette import download_imagenette
-
-recipe = recipes.IMAGENET
-SMOKE = os.environ.get("SMOKE") == "1"
-IMAGENET_DIR = os.environ.get("IMAGENET_DIR")
-if SMOKE and not os.environ.get("IMAGENETTE_URL"):  # a generated folder of JPEGs instead of real data
+from imagenette import download_imagenette""",
+    "recipe = recipes.IMAGENET",
+    SMOKE_SETTING,
+    env_text("IMAGENET_DIR"),
+    """if SMOKE and not os.environ.get("IMAGENETTE_URL"):  # a generated folder of JPEGs instead of real data
     IMAGENET_DIR = tempfile.mkdtemp()
     for split, seed, count in (("train", 0, 128), ("val", 1, 64)):
         shapes = dataset.SyntheticImages(n=count, size=32, seed=seed)
         dataset.write_image_folder(shapes.images, shapes.labels, shapes.classes, IMAGENET_DIR, split)
 if not IMAGENET_DIR:  # fast.ai's Imagenette: downloaded, checked and unpacked into data/ once
-    IMAGENET_DIR = download_imagenette("data")
-DEVICE = "cpu" if SMOKE else "auto"
-IMAGE_SIZE = int(os.environ.get("IMAGE_SIZE", 32 if SMOKE else 128))
-BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 16 if SMOKE else 32))
-LR_ITERS = int(os.environ.get("LR_ITERS", 40 if SMOKE else recipe.lr_iter))
-EPOCHS = int(os.environ.get("EPOCHS", 2 if SMOKE else 20))
-MAX_SAMPLES = int(os.environ.get("MAX_SAMPLES", 0)) or None
-WORKERS = 0 if SMOKE else None  # None: the cores less one (at most 16) DataLoader workers
-THREADS = 1 if SMOKE else os.cpu_count() or 1
-SEED = 1
-FIGURES = tempfile.mkdtemp() if SMOKE else "Data"
-REPORT_DIR = tempfile.mkdtemp() if SMOKE else "runs/imagenet_lr_finder"
-CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/imagenet"
-print(f"IMAGE_SIZE={IMAGE_SIZE} BATCH_SIZE={BATCH_SIZE} LR_ITERS={LR_ITERS} EPOCHS={EPOCHS} MAX_SAMPLES={MAX_SAMPLES}")"""),
+    IMAGENET_DIR = download_imagenette("data")""",
+    DEVICE_SETTING,
+    env_int("IMAGE_SIZE", 128, smoke=32),
+    env_int("BATCH_SIZE", 32, smoke=16),
+    recipe_setting("LR_ITER", smoke=40),
+    env_int("EPOCHS", 20, smoke=2),
+    env_int("MAX_SAMPLES", 0, then=" or None"),
+    WORKERS_SETTING,
+    "THREADS = 1 if SMOKE else os.cpu_count() or 1",
+    "SEED = 1",
+    FIGURES_SETTING,
+    smoke_folder("REPORT_DIR", "runs/imagenet_lr_finder"),
+    smoke_folder("CHECKPOINTS", "checkpoints/imagenet"),
+    'print(f"' + shown("IMAGE_SIZE", "BATCH_SIZE", "LR_ITER", "EPOCHS", "MAX_SAMPLES") + '")')),
 md("""## Device and precision
 `get_device` picks the GPU when there is one. `Precision.resolve` chooses how the model computes:
 * **bf16 autocast** ([PyTorch AMP](https://pytorch.org/docs/stable/amp.html)): matrix products and
@@ -111,10 +109,10 @@ md("""## Device and precision
 The model is also stored **channels_last** (each pixel's channels side by side in memory,
 [tutorial](https://pytorch.org/tutorials/intermediate/memory_format_tutorial.html)), the layout the
 fast convolution kernels of tensor cores and recent CPUs expect."""),
-code("""%matplotlib inline
-import json
+code(imports_cell("""import json
 import math
 import time
+from dataclasses import replace
 
 import albumentations as A
 import numpy as np
@@ -129,14 +127,7 @@ from recipes import build_criterion, build_one_cycle, build_optimizer
 from seeding import seed_everything
 from training_utils import fit
 from imagenet_classes import readable_class_names
-from utils import block_summary, count_parameters, describe_machine
-
-device = get_device(DEVICE)
-precision = Precision.resolve(device)
-torch.set_num_threads(THREADS)
-torch.backends.cudnn.benchmark = device.type == "cuda"
-print(f"device: {device}, precision: {precision}")
-print(f"machine: {describe_machine(device)}")"""),
+from utils import block_summary, count_parameters, describe_machine""", threads=True)),
 md("""## The data
 `dataset.image_folder_datasets` lists both splits (the classes, and so their number, come from the
 folder names under `train/`) and pairs them with the ImageNet transforms. ImageNet's folders are
@@ -192,7 +183,7 @@ size)."""),
 code("""print(block_summary(resnet50(num_classes=1000), input_size=(3, 224, 224)))
 print(f"trainable parameters: {count_parameters(resnet50(num_classes=1000)):,}")""", metadata=CHECK_OUTPUT),
 md("""## The LR range test
-The learning rate grows exponentially from `1e-5` to `10` over `LR_ITERS` batches of training while
+The learning rate grows exponentially from `1e-5` to `10` over `LR_ITER` batches of training while
 the training loss is recorded, smoothed by a moving average
 ([torch-lr-finder](https://github.com/davidtvs/pytorch-lr-finder)). At first the LR is too small to
 change anything; then the loss falls faster and faster; past some LR the steps overshoot and the loss
@@ -217,14 +208,9 @@ configuration, the call, the results, warnings, next steps) and `suggested_lr.js
 `main.py --max_lr` reads. The cell prints the suggestions and anything the log warns about."""),
 code("""train_loader = dataset.make_loader(train_set, BATCH_SIZE, train=True, device=device, workers=WORKERS, seed=SEED)
 val_loader = dataset.make_loader(val_set, BATCH_SIZE, train=False, device=device, workers=WORKERS)
-criterion = build_criterion(recipe)
-seed_everything(SEED)
-model = precision.prepare(resnet50(num_classes=len(classes)))
-optimizer = build_optimizer(recipe, model.parameters(), lr=recipe.lr_start)
-lr_result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=recipe.lr_start,
-                    end_lr=recipe.lr_end, num_iter=LR_ITERS, precision=precision)
+""" + range_test("resnet50(num_classes=len(classes))") + """
 call = (f"find_lr(resnet50({len(classes)}), recipes.IMAGENET optimizer and loss, train_loader, start_lr={recipe.lr_start:g}, "
-        f"end_lr={recipe.lr_end:g}, num_iter={LR_ITERS}) in ImageNet_LR_Finder.ipynb")
+        f"end_lr={recipe.lr_end:g}, num_iter={LR_ITER}) in ImageNet_LR_Finder.ipynb")
 report = write_report(lr_result, REPORT_DIR, f"{os.path.basename(os.path.normpath(IMAGENET_DIR))} ({len(classes)} classes, "
                       f"{len(train_set)} training images at {IMAGE_SIZE}px)", BATCH_SIZE, call,
                       config={"model": "ResNet-50 v1.5", "recipe": recipe.name}, plot_file=f"{FIGURES}/imagenet_lr_finder.png")
@@ -334,10 +320,7 @@ a blind guess already scores 50%. It keeps `last.pt` and `best.pt`; `main.py --r
 such a run on the same schedule. ResNet-50 has far more parameters than this data set has images (the
 cell prints both), so the augmentation carries the run: the validation accuracy, not the training
 loss, is the number to watch."""),
-code("""seed_everything(SEED)
-model = precision.prepare(resnet50(num_classes=len(classes)))
-optimizer = build_optimizer(recipe, model.parameters(), lr=MAX_LR)
-scheduler = build_one_cycle(recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
+code(TRAINING_RECIPE + "\n" + one_cycle_training("resnet50(num_classes=len(classes))") + """
 steps = EPOCHS * len(train_loader)
 print(f"{count_parameters(model):,} trainable parameters, {len(train_set):,} training images")
 print(f"{recipe.optimizer.upper()}{' with Nesterov momentum' if recipe.nesterov else ''}, weight decay "
@@ -396,7 +379,4 @@ torchrun --nproc_per_node=8 main.py --data_dir ~/imagenet --epochs 16 --batch_si
   JPEGs with Albumentations on CPU workers (`--workers`), so plan several CPU cores per GPU and read the
   first epoch's time in the log."""),
 ]
-notebook = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(notebook, "ImageNet_LR_Finder.ipynb")
+write_notebook(cells, "ImageNet_LR_Finder.ipynb")

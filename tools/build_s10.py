@@ -1,7 +1,7 @@
 """Writes S10.ipynb's cells (sources only; outputs come from executing it)."""
-import nbformat
-from nbformat.v4 import new_notebook
-from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
+from notebook_common import (CHECK_OUTPUT, DEVICE_SETTING, FIGURES_SETTING, SMOKE_SETTING, TRAINING_RECIPE,
+                             WORKERS_SETTING, badge, code, env_text, imports_cell, md, one_cycle_training, range_test,
+                             recipe_setting, settings_cell, setup_cell_source, shown, smoke_folder, write_notebook)
 
 S10_CPU_NOTE = ("No GPU in this runtime: the 24 epochs take hours on a CPU. For a GPU: Runtime > Change runtime "
                 "type > T4 GPU, then Runtime > Run all. For a shorter run, set EPOCHS in the Settings cell.")
@@ -47,7 +47,7 @@ md("""## Settings
 The recipe (`recipes.S10`) holds every training setting. The cell below reads the few things a run may
 change: `CIFAR10_DIR` (a folder with `train.npz`/`test.npz` or torchvision's `cifar-10-batches-py`;
 default `./data`, where torchvision downloads CIFAR-10 when it is missing), `EPOCHS`, `BATCH_SIZE`,
-`LR_ITERS` (the range test's iterations) and `COMPILE=1` (train a `torch.compile`d copy of the model; its
+`LR_ITER` (the range test's iterations) and `COMPILE=1` (train a `torch.compile`d copy of the model; its
 first steps compile it, and whether that pays depends on the machine).
 
 **To change a setting in Colab** (or any Jupyter), edit its default in the cell below, e.g.
@@ -57,31 +57,28 @@ above it; then run the notebook from there. From a terminal, set them as environ
 
 The outputs below come from running this notebook with these defaults; the cells print the machine and
 the times."""),
-code("""import os
-import tempfile
-
-from recipes import S10 as recipe
-
-SMOKE = os.environ.get("SMOKE") == "1"
-DATASET = "synthetic" if SMOKE else "cifar10"
-CIFAR10_DIR = os.environ.get("CIFAR10_DIR", "data")
-DEVICE = "cpu" if SMOKE else "auto"
-EPOCHS = int(os.environ.get("EPOCHS", 2 if SMOKE else recipe.epochs))
-BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 32 if SMOKE else recipe.batch_size))
-LR_ITERS = int(os.environ.get("LR_ITERS", 15 if SMOKE else recipe.lr_iter))
-TEST_BATCH_SIZE = 256 if SMOKE else 1000
-WORKERS = 0 if SMOKE else None  # None: the cores less one (at most 16) DataLoader workers
-SEED = 1
-FIGURES = tempfile.mkdtemp() if SMOKE else "Data"
-CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/s10"
-COMPILE = os.environ.get("COMPILE", "0")
+code(settings_cell(
+    "from recipes import S10 as recipe",
+    SMOKE_SETTING,
+    'DATASET = "synthetic" if SMOKE else "cifar10"',
+    env_text("CIFAR10_DIR", "data"),
+    DEVICE_SETTING,
+    recipe_setting("EPOCHS", smoke=2),
+    recipe_setting("BATCH_SIZE", smoke=32),
+    recipe_setting("LR_ITER", smoke=15),
+    "TEST_BATCH_SIZE = 256 if SMOKE else 1000",
+    WORKERS_SETTING,
+    "SEED = 1",
+    FIGURES_SETTING,
+    smoke_folder("CHECKPOINTS", "checkpoints/s10"),
+    '''COMPILE = os.environ.get("COMPILE", "0")
 if COMPILE not in ("0", "1"):
     raise ValueError(f"COMPILE={COMPILE!r}: use 1 to train the torch.compile'd model, 0 (the default) for the plain one")
-COMPILE = COMPILE == "1"
-print(f"data {DATASET}, EPOCHS={EPOCHS}, BATCH_SIZE={BATCH_SIZE}, LR_ITERS={LR_ITERS}, COMPILE={COMPILE}, seed {SEED}")"""),
-code("""%matplotlib inline
-import collections
+COMPILE = COMPILE == "1"''',
+    'print(f"data {DATASET}, ' + shown("EPOCHS", "BATCH_SIZE", "LR_ITER", "COMPILE", sep=", ") + ', seed {SEED}")')),
+code(imports_cell("""import collections
 import time
+from dataclasses import replace
 
 import albumentations as A
 import torch
@@ -96,13 +93,7 @@ from recipes import build_criterion, build_one_cycle, build_optimizer
 from seeding import seed_everything
 from training_utils import compile_model, fit, get_lr, get_momentum
 from utils import (count_parameters, describe_machine, get_cifar_statistics, get_predictions, misclassified,
-                   model_summary)
-
-device = get_device(DEVICE)
-precision = Precision.resolve(device)
-torch.backends.cudnn.benchmark = device.type == "cuda"
-print(f"device: {device}, precision: {precision}")
-print(f"machine: {describe_machine(device)}")"""),
+                   model_summary)""")),
 md("""Three speed settings, each chosen once here and used by every later cell:
 * **bf16 autocast** ([PyTorch AMP](https://pytorch.org/docs/stable/amp.html)): inside `torch.autocast`,
   convolutions and matrix products run in bfloat16, a 16-bit float with fp32's range, which is faster
@@ -152,7 +143,8 @@ Below, each augmentation alone on the same images, then the training pipeline (w
 normalisation, so the images stay viewable)."""),
 code("""fill = tuple(int(round(m * 255)) for m in mean)
 augmentations = {
-    "pad 4 + crop": A.Compose(dataset.cifar_augmentations(mean, padding=recipe.crop_padding, flip=False, cutout_holes=0)),
+    "pad 4 + crop": A.Compose(dataset.cifar_augmentations(mean, crop_padding=recipe.crop_padding, flip=False,
+                                                          cutout_holes=0)),
     "flip": A.HorizontalFlip(p=1.0),
     "rotate <= 15 deg\\n(optional)": A.Rotate(limit=15, border_mode=4, p=1.0),
     f"cutout {recipe.cutout_length}x{recipe.cutout_length}": dataset.cutout(recipe.cutout_holes, recipe.cutout_length, fill),
@@ -173,7 +165,7 @@ code("""train_transforms = dataset.cifar_train_transforms(mean, std, recipe.cuto
                                                   recipe.crop_padding)
 if device.type == "cuda":
     train_loader = BatchedCifarLoader(*train_data, BATCH_SIZE, mean, std, train=True, device=device,
-                                      cutout_size=recipe.cutout_length, pad=recipe.crop_padding, seed=SEED)
+                                      cutout_length=recipe.cutout_length, crop_padding=recipe.crop_padding, seed=SEED)
     test_loader = BatchedCifarLoader(*test_data, TEST_BATCH_SIZE, mean, std, train=False, device=device)
 else:
     train_set = dataset.AlbumentationsDataset(dataset.ImageArrays(*train_data), train_transforms, seed=SEED)
@@ -191,7 +183,7 @@ code("""model_summary(CustomResNet(num_classes=10), input_size=(3, 32, 32), devi
 print(f"trainable parameters: {count_parameters(CustomResNet(num_classes=10)):,}")""", metadata=CHECK_OUTPUT),
 md(f"""## The LR range test
 The learning rate is the setting that matters most, and the range test ({SMITH_2015}) measures it with
-a short run instead of guessing it: it trains for `LR_ITERS` batches while the LR grows exponentially
+a short run instead of guessing it: it trains for `LR_ITER` batches while the LR grows exponentially
 from `1e-4` to `10`, and records the loss (smoothed, as one batch's loss is noisy). At first the LR is too
 small to change anything; then the loss falls; past some LR the steps overshoot and the loss shoots up.
 Four suggestions come out of the curve:
@@ -208,12 +200,7 @@ bound of a cyclical schedule, and one cycle stays near that peak only briefly, b
 long decay, so it can use it. The test uses the recipe's optimizer, loss and batch size, and restores
 the model, the optimizer and every random state afterwards, so the training below starts exactly as it
 would without it."""),
-code("""criterion = build_criterion(recipe)
-seed_everything(SEED)
-model = precision.prepare(CustomResNet(num_classes=len(classes)))
-optimizer = build_optimizer(recipe, model.parameters(), lr=recipe.lr_start)
-lr_result = find_lr(model, optimizer, criterion, train_loader, device=device, start_lr=recipe.lr_start,
-                    end_lr=recipe.lr_end, num_iter=LR_ITERS, precision=precision)
+code(range_test("CustomResNet(num_classes=len(classes))") + """
 MAX_LR = lr_result.suggestions["min_loss"]
 for name, lr in lr_result.suggestions.items():
     print(f"{name:9s} {lr:.3e}")
@@ -252,8 +239,9 @@ print(f"best: max LR {sweep['best']['max_lr']:g} ({sweep['best']['test_acc']:.2f
       f"{sweep['rule']} rule: {sweep['at_rule']['max_lr']:g} ({sweep['at_rule']['test_acc']:.2f}%)")
 print(f"{longer['settings']['epochs']} epochs per run: " + ", ".join(
     f"max LR {run['max_lr']:g} {run['test_acc']:.2f}%" for run in longer["results"]))
+PAGE_MAX_LR = recipe.max_lr  # the recipe's own peak, tuned by hand
 print(f"the range test above: min_loss {MAX_LR:.3g}; "
-      f"David Page's hand-tuned peak: {recipe.max_lr:g}")
+      f"David Page's hand-tuned peak: {PAGE_MAX_LR:g}")
 display(Image("Data/lr_sweep.png"))"""),
 md(f"""## The one-cycle schedule
 One cycle ({SMITH_2018}; PyTorch's
@@ -292,14 +280,16 @@ of 24 epochs on a V100 (his published result), trains with plain SGD and these s
   recipe keeps momentum at 0.9 throughout and reached its 94% that way, so this lesson, which follows his
   recipe, does the same; the ImageNet lesson (`ImageNet_LR_Finder.ipynb`) follows Smith and cycles it.
 
-The cell below prints the recipe's settings; the next one plots the schedule the training will follow,
-from the recipe, this notebook's `MAX_LR` and the loader's steps per epoch."""),
+The cell below prints the recipe's settings; the next one makes the recipe this run trains with (a copy
+with this notebook's `MAX_LR` and `EPOCHS`, made by `dataclasses.replace`) and plots the schedule the
+training will follow, from that recipe and the loader's steps per epoch."""),
 code("""for name in ("optimizer", "momentum", "nesterov", "weight_decay", "label_smoothing", "batch_size", "epochs",
              "pct_start", "div_factor", "final_div_factor", "anneal_strategy", "cycle_momentum"):
     value = getattr(recipe, name)
     print(f"{name:17s} {value:.4g}" if isinstance(value, float) else f"{name:17s} {value}")""", metadata=CHECK_OUTPUT),
-code("""probe = build_optimizer(recipe, [torch.zeros(1, requires_grad=True)], lr=MAX_LR)  # a stand-in for the model
-probe_schedule = build_one_cycle(recipe, probe, MAX_LR, EPOCHS, len(train_loader))
+code(TRAINING_RECIPE + """
+probe = build_optimizer(recipe, [torch.zeros(1, requires_grad=True)])  # a stand-in for the model
+probe_schedule = build_one_cycle(recipe, probe, len(train_loader))
 planned_lrs, planned_momentums = [], []
 for step in range(EPOCHS * len(train_loader)):  # the LR and momentum of every training step
     planned_lrs.append(get_lr(probe))
@@ -313,10 +303,7 @@ The same seed as the range test, a fresh model, the recipe's optimizer at `MAX_L
 above. `fit` trains one epoch at a time, evaluates the test set after each and prints one line per epoch;
 it keeps `last.pt` and `best.pt` in `checkpoints/s10`, so an interrupted run can continue
 (`fit(..., resume="checkpoints/s10/last.pt")`)."""),
-code("""seed_everything(SEED)
-model = precision.prepare(CustomResNet(num_classes=len(classes)))
-optimizer = build_optimizer(recipe, model.parameters(), lr=MAX_LR)
-scheduler = build_one_cycle(recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
+code(one_cycle_training("CustomResNet(num_classes=len(classes))") + """
 train_model = compile_model(model) if COMPILE else model  # same weights; checkpoints hold the plain model's
 start = time.perf_counter()
 history = fit(train_model, device, train_loader, test_loader, optimizer, criterion, EPOCHS, scheduler,
@@ -352,7 +339,7 @@ peak_epoch = max(range(len(history["lr"])), key=history["lr"].__getitem__) / len
 last = min(5, EPOCHS - 1)  # epochs
 annealed_from = history["lr"][-last * len(train_loader)]  # the LR at the first step of those epochs
 print(f"* The range test ({len(lr_result.all_lrs)} iterations, {lr_result.seconds / 60:.1f} min) put the lowest loss at "
-      f"LR {MAX_LR:.3g} ({MAX_LR / recipe.max_lr:.2f} x David Page's hand-tuned {recipe.max_lr:g}); one-cycle "
+      f"LR {MAX_LR:.3g} ({MAX_LR / PAGE_MAX_LR:.2f} x David Page's hand-tuned {PAGE_MAX_LR:g}); one-cycle "
       f"training used it as its peak, at epoch {peak_epoch:.1f}.")
 print(f"* After {EPOCHS} epochs ({minutes:.1f} min, {sum(history['epoch_time']) / EPOCHS:.0f} s per epoch on "
       f"{describe_machine(device).split(',')[0]}) the net classifies {history['test_acc'][-1]:.2f}% of the "
@@ -372,7 +359,4 @@ md("""## What to try next
   final accuracy and the time per point gained.
 * Cycle the momentum as Smith does (`main.py --cycle_momentum`) and compare with Page's fixed 0.9."""),
 ]
-notebook = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(notebook, "S10.ipynb")
+write_notebook(cells, "S10.ipynb")

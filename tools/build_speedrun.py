@@ -5,9 +5,9 @@
 """
 import sys
 
-import nbformat
-from nbformat.v4 import new_notebook
-from notebook_common import CHECK_OUTPUT, badge, code, md, setup_cell_source
+from notebook_common import (CHECK_OUTPUT, DEVICE_SETTING, FIGURES_SETTING, SMOKE_SETTING, TRAINING_RECIPE, badge,
+                             code, env_int, env_text, fresh_model, imports_cell, md, recipe_setting, settings_cell,
+                             setup_cell_source, shown, smoke_folder, write_notebook)
 
 SPEEDRUN_CPU_NOTE = ("No GPU in this runtime. Run all trains a range test and one 10-epoch run and reads the "
                      "dozens of other runs from the store (only missing ones train): 21 min on a 2-core CPU with "
@@ -54,40 +54,37 @@ The next cell holds what a run may change. To change a setting, in Colab as anyw
   outputs below; point `STORE` to a new file to measure everything on your own machine.
 
 (`SMOKE=1` makes a tiny run on generated images, which the tests use.)"""),
-code("""import os
-import tempfile
-
-import numpy as np
+code(settings_cell(
+    """import numpy as np
 
 import dataset
-from recipes import SPEEDRUN as recipe
-
-SMOKE = os.environ.get("SMOKE") == "1"
-CIFAR10_DIR = os.environ.get("CIFAR10_DIR", "data")
-if SMOKE:  # generated images in the CIFAR layout, so that main.py's runs read them too
+from recipes import SPEEDRUN as recipe""",
+    SMOKE_SETTING,
+    env_text("CIFAR10_DIR", "data"),
+    """if SMOKE:  # generated images in the CIFAR layout, so that main.py's runs read them too
     CIFAR10_DIR = tempfile.mkdtemp()
     for split, train in (("train", True), ("test", False)):
         images, labels = dataset.load_cifar("synthetic", train=train)
-        np.savez(os.path.join(CIFAR10_DIR, f"{split}.npz"), images=images, labels=labels)
-DEVICE = "cpu" if SMOKE else "auto"
-EPOCHS = int(os.environ.get("EPOCHS", 2 if SMOKE else recipe.epochs))
-BATCH_SIZE = int(os.environ.get("BATCH_SIZE", 64 if SMOKE else recipe.batch_size))
-LR_ITERS = int(os.environ.get("LR_ITERS", 15 if SMOKE else recipe.lr_iter))
-SEEDS = int(os.environ.get("SEEDS", 2 if SMOKE else 5))
-EXPERIMENT_SEEDS = int(os.environ.get("EXPERIMENT_SEEDS", 1 if SMOKE else 3))
-TRICK_SEEDS = int(os.environ.get("TRICK_SEEDS", 1))
-STORE = os.path.join(tempfile.mkdtemp(), "runs.json") if SMOKE else os.environ.get("STORE", "Data/speedrun_runs.json")
-FIGURES = tempfile.mkdtemp() if SMOKE else "Data"
-CHECKPOINTS = tempfile.mkdtemp() if SMOKE else "checkpoints/speedrun"
-RUNS_DIR = tempfile.mkdtemp() if SMOKE else "runs/experiments"  # the checkpoints of experiments.py's runs
-SEED = 0
-# what every stored run shares with this notebook's settings (main.py options beyond the recipe's)
+        np.savez(os.path.join(CIFAR10_DIR, f"{split}.npz"), images=images, labels=labels)""",
+    DEVICE_SETTING,
+    recipe_setting("EPOCHS", smoke=2),
+    recipe_setting("BATCH_SIZE", smoke=64),
+    recipe_setting("LR_ITER", smoke=15),
+    env_int("SEEDS", 5, smoke=2),
+    env_int("EXPERIMENT_SEEDS", 3, smoke=1),
+    env_int("TRICK_SEEDS", 1),
+    'STORE = os.path.join(tempfile.mkdtemp(), "runs.json") if SMOKE else os.environ.get("STORE", "Data/speedrun_runs.json")',
+    FIGURES_SETTING,
+    smoke_folder("CHECKPOINTS", "checkpoints/speedrun"),
+    smoke_folder("RUNS_DIR", "runs/experiments", "the checkpoints of experiments.py's runs"),
+    "SEED = 0",
+    """# what every stored run shares with this notebook's settings (main.py options beyond the recipe's)
 RUN = {"epochs": None if EPOCHS == recipe.epochs else EPOCHS,
-       "options": () if BATCH_SIZE == recipe.batch_size else ("--batch_size", str(BATCH_SIZE))}
-print(f"EPOCHS={EPOCHS} BATCH_SIZE={BATCH_SIZE} LR_ITERS={LR_ITERS} SEEDS={SEEDS} "
-      f"EXPERIMENT_SEEDS={EXPERIMENT_SEEDS} TRICK_SEEDS={TRICK_SEEDS} STORE={'a new file' if SMOKE else STORE}")"""),
-code("""%matplotlib inline
-import time
+       "options": () if BATCH_SIZE == recipe.batch_size else ("--batch_size", str(BATCH_SIZE))}""",
+    'print(f"' + shown("EPOCHS", "BATCH_SIZE", "LR_ITER", "SEEDS") + ' "\n'
+    '      f"' + shown("EXPERIMENT_SEEDS", "TRICK_SEEDS") + " STORE={'a new file' if SMOKE else STORE}\")")),
+code(imports_cell("""import time
+from dataclasses import replace
 
 import torch
 
@@ -101,13 +98,7 @@ from precision import Precision, get_device
 from recipes import build_criterion, build_optimizer, build_schedule, schedule_lrs
 from seeding import seed_everything
 from training_utils import LookaheadAverage, fit, test
-from utils import count_parameters, describe_machine, model_summary
-
-device = get_device(DEVICE)
-precision = Precision.resolve(device)
-torch.backends.cudnn.benchmark = device.type == "cuda"
-print(f"device: {device}, precision: {precision}")
-print(f"machine: {describe_machine(device)}")"""),
+from utils import count_parameters, describe_machine, model_summary""")),
 md("""## The data, on the device
 A `DataLoader` with Albumentations (S10) augments one image at a time in Python; at 10 epochs of a
 cheap net that would cost more than the net. `BatchedCifarLoader` keeps the whole training set as one
@@ -123,7 +114,7 @@ code("""train_images, train_labels = dataset.load_cifar("synthetic" if SMOKE els
 test_images, test_labels = dataset.load_cifar("synthetic" if SMOKE else "cifar10", CIFAR10_DIR, train=False)
 mean, std = dataset.channel_stats(train_images)
 train_loader = BatchedCifarLoader(train_images, train_labels, BATCH_SIZE, mean, std, train=True, device=device,
-                                  cutout_size=0, pad=recipe.crop_padding, flip="alternating", seed=SEED)
+                                  cutout_length=0, crop_padding=recipe.crop_padding, flip="alternating", seed=SEED)
 test_loader = BatchedCifarLoader(test_images, test_labels, 1000, mean, std, train=False, device=device)
 print(f"{len(train_labels)} training images, {len(test_labels)} test images; {len(train_loader)} steps of "
       f"{BATCH_SIZE} per epoch")
@@ -180,7 +171,7 @@ for name, matrix in (("the images' 2x2 patches", before), ("the whitening layer'
           f"largest off-diagonal {matrix[off_diagonal].abs().max():.2f}")"""),
 md("""## The range test, and a sweep that checks it
 The range test ([Smith 2015, arXiv 1506.01186](https://arxiv.org/abs/1506.01186); fastai's
-[`lr_find`](https://docs.fast.ai/callback.schedule.html#learner.lr_find)) trains for `LR_ITERS` batches
+[`lr_find`](https://docs.fast.ai/callback.schedule.html#learner.lr_find)) trains for `LR_ITER` batches
 while the LR grows exponentially, with the recipe's optimizer, loss, batch size and param groups (the
 batch-norm biases at their 64x), and records the smoothed loss. S10's rule takes the LR of the
 lowest loss (`min_loss`) as the one-cycle peak: the largest LR at which the loss still falls, Smith's
@@ -190,7 +181,7 @@ probe = precision.prepare(SpeedrunNet(num_classes=NUM_CLASSES))
 probe.whiten.initialize(whitening_images)
 criterion = build_criterion(recipe)
 lr_result = find_lr(probe, build_optimizer(recipe, probe, lr=recipe.lr_start), criterion, train_loader,
-                    device=device, start_lr=recipe.lr_start, end_lr=recipe.lr_end, num_iter=LR_ITERS,
+                    device=device, start_lr=recipe.lr_start, end_lr=recipe.lr_end, num_iter=LR_ITER,
                     precision=precision)
 print(f"range test: {len(lr_result.all_lrs)} steps in {lr_result.seconds:.0f} s")
 for name, value in lr_result.suggestions.items():
@@ -253,12 +244,11 @@ accuracy appears); the long stretch at a large LR in between regularises
   image and its mirror, an eighth each for the four shifted views.
 
 The cell prints one line per epoch and the time of the whole run, evaluation and augmentation included."""),
-code("""seed_everything(SEED)
-model = precision.prepare(SpeedrunNet(num_classes=NUM_CLASSES))
+code(TRAINING_RECIPE + "\n" + fresh_model("SpeedrunNet(num_classes=NUM_CLASSES)") + """
 model.whiten.initialize(whitening_images)
 model.whiten.bias_train_steps = recipe.whiten_bias_epochs * len(train_loader)
-optimizer = build_optimizer(recipe, model, lr=MAX_LR)
-scheduler, per_batch = build_schedule("onecycle", recipe, optimizer, MAX_LR, EPOCHS, len(train_loader))
+optimizer = build_optimizer(recipe, model)
+scheduler, per_batch = build_schedule(recipe, optimizer, len(train_loader))
 average = LookaheadAverage(model, EPOCHS * len(train_loader))
 started = time.perf_counter()
 history = fit(model, device, train_loader, test_loader, optimizer, criterion, EPOCHS, scheduler,
@@ -373,8 +363,8 @@ print(f"{'schedule':34s} {'mean':>7s} {'sd':>5s}  every run (with test-time augm
 for name, records in results.items():
     mean_, spread_, _ = experiments.summary(records)
     print(f"{name:34s} {mean_:6.2f}% {spread_:5.2f}  " + ", ".join(f"{r['final_acc']:.2f}" for r in records))"""),
-code("""def lrs_of(scheduler, max_lr, **options):
-    return schedule_lrs(scheduler, recipe, max_lr, EPOCHS, len(train_loader), **options)
+code("""def lrs_of(scheduler, max_lr, **settings):  # every step's LR: the recipe with another schedule
+    return schedule_lrs(replace(recipe, scheduler=scheduler, max_lr=max_lr, **settings), len(train_loader))
 
 
 shapes = {"one cycle": lrs_of("onecycle", MAX_LR), f"constant {MAX_LR:g} (the peak)": lrs_of("constant", MAX_LR),
@@ -473,7 +463,4 @@ md("""## What to try next
   with a GradScaler below), though no GPU has run this lesson yet; airbench94 itself trains in 3.8 s on
   an A100."""),
 ]
-notebook = new_notebook(cells=cells, metadata={
-    "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-    "language_info": {"name": "python"}})
-nbformat.write(notebook, sys.argv[1] if len(sys.argv) > 1 else "CIFAR10_Speedrun.ipynb")
+write_notebook(cells, sys.argv[1] if len(sys.argv) > 1 else "CIFAR10_Speedrun.ipynb")
