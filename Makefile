@@ -20,7 +20,7 @@ run: install
 	PLAIN_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 S10.ipynb
 
 test: install
-	SMOKE=1 $(VENV)/bin/pytest -q tests --nbval-lax --nbval-current-env
+	SMOKE=1 $(VENV)/bin/pytest -q tests --nbval-lax --nbval-current-env --durations=25
 
 clean:
 	rm -rf $(VENV) .pytest_cache checkpoints out
