@@ -8,10 +8,16 @@ removes. On a small disk that ends in "No space left on device" halfway through.
 * the processes the tests start (notebook kernels, ``main.py``, ``experiments.py``) get a temporary
   root of their own (``TMPDIR``), removed when the session ends; so do main.py's decoded image folders
   (``IMAGE_CACHE_DIR``), which would otherwise land in ``./data/image_cache``.
+
+It also gives the ``main_here`` fixture: main.py's command line run in the test's process
+(``tests.helpers.run_main_here``), for the tests that check a run's outputs rather than the process.
 """
+import functools
 import os
 import shutil
 import tempfile
+
+import pytest
 
 _children_tmp = None
 
@@ -27,3 +33,12 @@ def pytest_configure(config):
 def pytest_unconfigure(config):
     if _children_tmp:
         shutil.rmtree(_children_tmp, ignore_errors=True)
+
+
+@pytest.fixture
+def main_here(capfd):
+    """``main_here(*args)``: ``python main.py *args`` run in this process; returns ``returncode``, ``stdout``
+    and ``stderr`` as ``subprocess.run`` would (``tests.helpers.run_main_here``)."""
+    from tests.helpers import run_main_here
+
+    return functools.partial(run_main_here, capfd)

@@ -1,4 +1,6 @@
 """Small models and data shared by the tests."""
+from typing import NamedTuple
+
 import pytest
 import torch
 from torch import nn
@@ -45,10 +47,64 @@ def sgd(model, lr=0.05):
     return torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=5e-4)
 
 
+class Finished(NamedTuple):
+    """How a script's run ended, as ``subprocess.run`` tells it (``returncode``, ``stdout``, ``stderr``)."""
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main_here(capfd, *args, timeout=None):
+    """``python main.py *args`` run in this process (``main.main``), as ``run_in_process`` runs it.
+    ``timeout`` is ``run_main``'s argument, ignored here (the test's own limit applies)."""
+    import main
+
+    return run_in_process(capfd, main.main, args)
+
+
+def run_script_here(capfd, monkeypatch, script, *args):
+    """``python <script> *args`` in this process: the script's file run as ``__main__`` (``runpy``) with
+    ``sys.argv`` as that command line sets it, ended as ``run_in_process`` ends it. Its ``if __name__ ==
+    "__main__"`` lines run as in a process of its own, without that process's 3-5 s of imports."""
+    import runpy
+    import sys
+
+    def as_main(argv):
+        monkeypatch.setattr(sys, "argv", [str(script), *argv])
+        runpy.run_path(str(script), run_name="__main__")
+
+    return run_in_process(capfd, as_main, args)
+
+
+def run_in_process(capfd, entry, args):
+    """A script's ``main`` function called with the command line ``args`` in this process, ended as the
+    process would end: status 0; 2 with argparse's message for a bad argument; 1 with the one-line message
+    of ``sys.exit``, or with the traceback of an exception nothing caught. With what it wrote to stdout and
+    stderr (``capfd``: DataLoader workers' output too). It saves the 3-5 s of imports a new process pays.
+    Python's warnings go to pytest here, not to stderr; a test about the process itself (torchrun, a signal,
+    the warnings of DataLoader workers) runs it in a subprocess."""
+    import traceback
+
+    capfd.readouterr()  # what the test wrote before is not the run's
+    uncaught = ""
+    try:
+        entry([str(arg) for arg in args])
+        code = 0
+    except SystemExit as stopped:
+        code = stopped.code
+    except Exception:  # noqa: BLE001 (Python would print the traceback and exit with status 1)
+        code, uncaught = 1, traceback.format_exc()
+    stdout, stderr = capfd.readouterr()
+    if isinstance(code, str):  # sys.exit("message"): Python prints it to stderr and exits with status 1
+        stderr, code = stderr + code + "\n", 1
+    return Finished(code or 0, stdout, stderr + uncaught)
+
+
 def resumed_run_equals_straight_run(run_main, common, folder):
     """Run main.py with ``common`` options straight (3 epochs, ``--save_every 1``) and again resumed from
-    the straight run's ``epoch_1.pt``; assert both end with the same weights, bit for bit. Returns the
-    two completed processes."""
+    the straight run's ``epoch_1.pt``, through ``run_main`` (the ``main_here`` fixture: in this process; or
+    ``tests.test_main.run_main``: in a subprocess); assert both end with the same weights, bit for bit.
+    Returns the two finished runs."""
     from checkpoints import load_checkpoint
 
     straight = run_main(*common, "--output_dir", folder / "straight", timeout=300)

@@ -125,8 +125,38 @@ class _Kernel(nbval_plugin.RunningKernel):
         super().__init__(kernel_name, cwd, *args, **kwargs)
 
 
+_original_runtest = IPyNbCell.runtest
+EXECUTED = {}  # a SMOKE reference's name -> the outputs of each of its cells that nbval ran, in order
+
+
+def _runtest_recorded(self):
+    """nbval's run of one cell, its outputs kept in ``EXECUTED`` (also when they differ from the reference),
+    so that a test can check that one SMOKE execution further (``executed_outputs``) instead of running the
+    notebook again."""
+    try:
+        _original_runtest(self)
+    finally:
+        if Path(str(self.fspath)).resolve().parent == REFERENCES and self.test_outputs is not None:
+            EXECUTED.setdefault(Path(str(self.fspath)).name, []).append(list(self.test_outputs))
+
+
+def executed_outputs(name):
+    """The outputs of every cell of ``tests/smoke_notebooks/<name>``, as this session's nbval run made them,
+    or None where nbval did not run all of its code cells in SMOKE mode (the test was run alone, without
+    ``SMOKE=1``, or a cell was skipped)."""
+    import os
+
+    import nbformat
+
+    cells = nbformat.read(REFERENCES / name, as_version=4).cells
+    ran = EXECUTED.get(name, [])
+    complete = len(ran) == sum(cell.cell_type == "code" for cell in cells)
+    return ran if complete and os.environ.get("SMOKE") == "1" else None
+
+
 IPyNbFile.__init__ = _init_without_stderr
 IPyNbFile.setup_sanitize_files = _setup_sanitize_files
+IPyNbCell.runtest = _runtest_recorded
 nbval_plugin.RunningKernel = _Kernel
 
 

@@ -85,21 +85,6 @@ def test_the_port_runs_airbench_style_code_on_the_cpu_and_restores_torch(stand_i
     assert torch.ones(1).half().dtype == torch.float16
 
 
-def test_the_comparison_interleaves_both_sides_and_reports_the_ratio(stand_in, tiny_cifar, tmp_path, capsys):  # noqa: F811
-    output = tmp_path / "report.json"
-    report = airbench_cpu.main(["--airbench", str(stand_in), "--data_dir", str(tiny_cifar), "--pairs", "2", "--epochs", "1",
-                                "--output", str(output), "--", "--batch_size", "32", "--no-weight_average"])
-    assert [(run["side"].split()[0], run["seed"]) for run in report["runs"]] == [
-        ("airbench94", 0), ("speedrun", 0), ("speedrun", 1), ("airbench94", 1)]  # A B, B A
-    assert all(run["seconds"] > 0 and 0 <= run["accuracy_tta"] <= 100 for run in report["runs"])
-    speedrun = [run["seconds"] for run in report["runs"] if run["side"].startswith("speedrun")]
-    airbench = [run["seconds"] for run in report["runs"] if run["side"].startswith("airbench")]
-    assert report["speedrun_time_over_airbench_time"] == pytest.approx(sum(speedrun) / sum(airbench))
-    assert json.loads(output.read_text()) == json.loads(json.dumps(report))
-    assert "speedrun time / airbench time:" in capsys.readouterr().out
-    assert report["finished"] is True and report["pairs"] == 2
-
-
 def test_a_comparison_stopped_half_way_keeps_the_runs_it_finished(stand_in, tiny_cifar, tmp_path):  # noqa: F811
     output = tmp_path / "report.json"
     with pytest.raises(subprocess.CalledProcessError):  # the speedrun side (second) fails on a bad option
@@ -110,18 +95,31 @@ def test_a_comparison_stopped_half_way_keeps_the_runs_it_finished(stand_in, tiny
     assert report["means"]["airbench"]["runs"] == 1 and "speedrun_time_over_airbench_time" not in report
 
 
-def test_resume_adds_the_missing_pair_and_refuses_a_report_measured_otherwise(stand_in, tiny_cifar, tmp_path):  # noqa: F811
+def test_the_comparison_interleaves_both_sides_reports_the_ratio_and_resume_adds_the_missing_pair(  # noqa: F811
+        stand_in, tiny_cifar, tmp_path, capsys):
+    """One pair, then --pairs 2 --resume: the first pair's runs are kept, the second pair runs B A, and the
+    report of the four runs gives the ratio of the sides' mean times and each pair's; a report measured with
+    other speedrun options is refused. (Each run is a process: one comparison of two pairs, not two.)"""
     output = tmp_path / "report.json"
     common = ["--airbench", str(stand_in), "--data_dir", str(tiny_cifar), "--epochs", "1", "--output", str(output)]
-    first = airbench_cpu.main(common + ["--pairs", "1", "--", "--batch_size", "32"])
-    both = airbench_cpu.main(common + ["--pairs", "2", "--resume", "--", "--batch_size", "32"])
+    first = airbench_cpu.main(common + ["--pairs", "1", "--", "--batch_size", "32", "--no-weight_average"])
+    capsys.readouterr()
+    both = airbench_cpu.main(common + ["--pairs", "2", "--resume", "--", "--batch_size", "32", "--no-weight_average"])
     assert both["runs"][:2] == first["runs"]  # kept as they were, not run again
     assert [(run["name"], run["seed"]) for run in both["runs"]] == [
         ("airbench", 0), ("speedrun", 0), ("speedrun", 1), ("airbench", 1)]  # the second pair B A
+    assert [(run["side"].split()[0], run["seed"]) for run in both["runs"]] == [
+        ("airbench94", 0), ("speedrun", 0), ("speedrun", 1), ("airbench94", 1)]  # A B, B A
+    assert all(run["seconds"] > 0 and 0 <= run["accuracy_tta"] <= 100 for run in both["runs"])
+    speedrun = [run["seconds"] for run in both["runs"] if run["side"].startswith("speedrun")]
+    airbench = [run["seconds"] for run in both["runs"] if run["side"].startswith("airbench")]
+    assert both["speedrun_time_over_airbench_time"] == pytest.approx(sum(speedrun) / sum(airbench))
     seconds = {(run["name"], run["seed"]): run["seconds"] for run in both["runs"]}
     assert both["pair_ratios"] == {seed: pytest.approx(seconds[("speedrun", int(seed))] / seconds[("airbench", int(seed))])
                                    for seed in ("0", "1")}
     assert both["finished"] is True and both["pairs"] == 2 and both["means"]["speedrun"]["runs"] == 2
+    assert json.loads(output.read_text()) == json.loads(json.dumps(both))
+    assert "speedrun time / airbench time:" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="measured otherwise .*speedrun_options"):
         airbench_cpu.main(common + ["--pairs", "3", "--resume", "--", "--batch_size", "64"])
     assert json.loads(output.read_text()) == json.loads(json.dumps(both))  # the refused call wrote nothing

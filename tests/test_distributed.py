@@ -111,15 +111,17 @@ def _nan_scenario(rank, folder):
         return {"outcome": "NonFiniteLossError", "message": str(error)}
 
 
-def _worker(rank, scenario, folder):
+def _worker(rank, scenarios, folder):
     os.environ["LOCAL_RANK"] = str(rank)  # one machine: torchrun's local rank is the rank
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=WORLD,
                             timeout=datetime.timedelta(seconds=30))
-    try:
-        seen = {"scenarios": _scenarios, "nan": _nan_scenario}[scenario](rank, folder)
-    except Exception as error:  # reported to the test, not lost in a child's stderr
-        seen = {"error": f"{type(error).__name__}: {error}"}
+    seen = {}
+    for scenario in scenarios:  # one after the other, in the same processes
+        try:
+            seen[scenario] = {"scenarios": _scenarios, "nan": _nan_scenario}[scenario](rank, folder)
+        except Exception as error:  # reported to the test, not lost in a child's stderr
+            seen[scenario] = {"error": f"{type(error).__name__}: {error}"}
     partial = folder / f"rank{rank}.json.partial"
     partial.write_text(json.dumps(seen))
     partial.rename(folder / f"rank{rank}.json")  # whole or absent, even if the process dies next
@@ -127,26 +129,34 @@ def _worker(rank, scenario, folder):
     dist.destroy_process_group()
 
 
-def _spawn(scenario, folder):
-    """Run ``scenario`` in three processes and return what each one saw.
+def _spawn(scenarios, folder):
+    """Run ``scenarios`` one after the other in three processes and return what each process saw, as
+    ``{scenario: what it saw}``.
 
     A process can be aborted from C++ around its gloo shutdown ("terminate called without an active
     exception", seen once in CI and not reproduced here), after its scenario ran and wrote its results.
     Such an abort is torch's teardown, not the behaviour under test: when every process left its results,
     they are checked and the abort becomes a warning. A process that died before writing fails the test."""
     try:
-        torch.multiprocessing.spawn(_worker, args=(scenario, folder), nprocs=WORLD, join=True)
+        torch.multiprocessing.spawn(_worker, args=(scenarios, folder), nprocs=WORLD, join=True)
     except torch.multiprocessing.ProcessExitedException as error:
         missing = [rank for rank in range(WORLD) if not (folder / f"rank{rank}.json").exists()]
         if missing:
             raise AssertionError(f"process(es) {missing} died before writing their results: {error}") from error
-        warnings.warn(f"{scenario}: a process aborted after writing its results ({error})")
+        warnings.warn(f"{', '.join(scenarios)}: a process aborted after writing its results ({error})")
     return [json.loads((folder / f"rank{rank}.json").read_text()) for rank in range(WORLD)]
 
 
 @pytest.fixture(scope="module")
-def three_processes(tmp_path_factory):
-    return _spawn("scenarios", tmp_path_factory.mktemp("gloo"))
+def spawned(tmp_path_factory):
+    """One start of the three processes for every test here (each start imports torch three times): the
+    DDP scenarios first, then process 1's NaN, which ends their training as it ends any run."""
+    return _spawn(("scenarios", "nan"), tmp_path_factory.mktemp("gloo"))
+
+
+@pytest.fixture
+def three_processes(spawned):
+    return [seen["scenarios"] for seen in spawned]
 
 
 def test_evaluation_counts_each_of_the_10_images_once_over_3_processes(three_processes):
@@ -171,8 +181,8 @@ def test_downloads_happen_in_turn_rank_0_first(three_processes):
     assert all(seen["in_turn"][0] >= first_end for seen in three_processes[1:])
 
 
-def test_a_nan_in_one_process_stops_every_process(tmp_path):
-    outcomes = _spawn("nan", tmp_path)
+def test_a_nan_in_one_process_stops_every_process(spawned):
+    outcomes = [seen["nan"] for seen in spawned]
     assert [seen.get("outcome") for seen in outcomes] == ["NonFiniteLossError"] * WORLD, outcomes
     assert "at epoch 1, step 3" in outcomes[1]["message"]
     assert all("in another process at epoch 1" in seen["message"] for seen in (outcomes[0], outcomes[2]))

@@ -15,13 +15,24 @@ from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
 TINY = ("--batch_size", "32", "--no-weight_average")
 
 
-def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar, tmp_path, capsys):  # noqa: F811
-    store, work = tmp_path / "runs.json", tmp_path / "work"
-    specs = [RunSpec(max_lr=0.2, seed=seed, epochs=2, options=TINY) for seed in (0, 1)]
+@pytest.fixture(scope="module")
+def two_seeds(tiny_cifar, tmp_path_factory):  # noqa: F811
+    """Two stored runs (seeds 0 and 1, 2 epochs, a checkpoint after each epoch) on the tiny CIFAR folder:
+    ``(specs, records, store, work folder, log lines)``. The tests below check these two runs several ways
+    instead of training their own."""
+    folder = tmp_path_factory.mktemp("experiments")
+    store, work = folder / "runs.json", folder / "work"
+    specs = [RunSpec(max_lr=0.2, seed=seed, epochs=2, options=TINY + ("--save_every", "1")) for seed in (0, 1)]
     lines = []
-    first = experiments.ensure(specs, tiny_cifar, store, work, log=lines.append)
+    records = experiments.ensure(specs, tiny_cifar, store, work, log=lines.append)
+    return specs, records, store, work, lines
+
+
+def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(two_seeds, tiny_cifar, capsys):  # noqa: F811
+    specs, first, store, work, _ = two_seeds
     assert [record["key"] for record in first] == [spec.key for spec in specs]
-    assert specs[0].key == "speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average seed=0"
+    assert specs[0].key == ("speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1 "
+                            "seed=0")
     record = first[0]
     assert len(record["test_acc"]) == 2 and record["final_acc"] == record["test_acc_tta"]  # the recipe's 6 views
     parts = sum(record["epoch_seconds"]) + record["tta_seconds"]  # each rounded to 0.01 s in the store
@@ -33,24 +44,26 @@ def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(tiny_cifar,
     assert sorted(run["key"] for run in stored) == sorted(spec.key for spec in specs)
     checkpoint = work / specs[0].key.replace(" ", "_").replace("=", "-") / "last.pt"
     written = checkpoint.stat().st_mtime_ns
+    lines = []
     again = experiments.ensure(specs, tiny_cifar, store, work, log=lines.append)
     assert again == json.loads(json.dumps(first)) and checkpoint.stat().st_mtime_ns == written  # read back, not trained again
     assert lines[-1].startswith(specs[1].key + ": ") and "(stored: " in lines[-1]
     mean, spread, n = experiments.summary(again)
     assert n == 2 and mean == pytest.approx(sum(r["final_acc"] for r in first) / 2)
-    capsys.readouterr()  # the runs' own log lines
+    capsys.readouterr()
     experiments.main_cli(["--store", str(store), "--summary"])
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 and table[1].endswith(
-        f"speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average: "
+        f"speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1: "
         f"0: {first[0]['final_acc']:.2f}, 1: {first[1]['final_acc']:.2f}")  # two seeds, one configuration
     assert table[1].split()[:3] == [f"{mean:.2f}%", f"{spread:.2f}", "2"]
 
 
-def test_an_interrupted_run_continues_from_its_checkpoint_and_ends_as_a_straight_one(tiny_cifar, tmp_path):  # noqa: F811
-    spec = RunSpec(max_lr=0.2, seed=3, epochs=3, options=TINY + ("--save_every", "1"))
-    straight = experiments.run(spec, tiny_cifar, tmp_path / "a.json", tmp_path / "straight", log=print)
-    folder = tmp_path / "straight" / spec.key.replace(" ", "_").replace("=", "-")
+def test_an_interrupted_run_continues_from_its_checkpoint_and_ends_as_a_straight_one(two_seeds, tiny_cifar,  # noqa: F811
+                                                                                     tmp_path):
+    specs, records, _, work, _ = two_seeds
+    spec, straight = specs[0], records[0]
+    folder = work / spec.key.replace(" ", "_").replace("=", "-")
     interrupted = tmp_path / "cut" / folder.name
     interrupted.mkdir(parents=True)
     (interrupted / "last.pt").write_bytes((folder / "epoch_1.pt").read_bytes())  # as if stopped after epoch 1
@@ -96,7 +109,7 @@ def test_seconds_leaves_out_runs_stored_without_them_and_resumed_runs():
 
 
 def test_a_holdout_run_trains_without_the_held_out_images_and_reports_on_them_not_on_the_test_set(
-        tiny_cifar, tmp_path, capsys):  # noqa: F811
+        two_seeds, tiny_cifar, tmp_path, capsys):  # noqa: F811
     spec = RunSpec(max_lr=0.2, seed=0, epochs=1, options=TINY + ("--tta_views", "1"), holdout=20)
     assert spec.key.endswith("--tta_views 1 holdout=20 seed=0") and "--holdout 20" in " ".join(spec.argv(None, "o"))
     record = experiments.run(spec, tiny_cifar, tmp_path / "runs.json", tmp_path / "work", log=print)
@@ -104,9 +117,8 @@ def test_a_holdout_run_trains_without_the_held_out_images_and_reports_on_them_no
     assert "44 training images at 32px, evaluated on 20 held-out training images" in held_out
     assert record["eval_split"] == "holdout 20" and "  val loss " in held_out and "  test loss " not in held_out
     assert all(abs(acc * 20 / 100 - round(acc * 20 / 100)) < 1e-6 for acc in record["test_acc"])  # of 20 images
-    tested = experiments.run(RunSpec(max_lr=0.2, seed=0, epochs=1, options=TINY + ("--tta_views", "1")), tiny_cifar,
-                             tmp_path / "runs.json", tmp_path / "work", log=print)
-    assert tested["eval_split"] == "test" and "64 training images at 32px)" in capsys.readouterr().out
+    _, tested, _, _, lines = two_seeds  # runs without a holdout: all 64 images trained, tested on the test set
+    assert tested[0]["eval_split"] == "test" and "64 training images at 32px)" in "\n".join(lines)
 
 
 def test_a_setting_of_the_run_among_the_further_options_is_refused_not_stored_under_another_name(capsys):

@@ -156,6 +156,7 @@ def folder_with_bad_images(tiny_folder, tmp_path):  # noqa: F811
 
 
 def test_unreadable_images_are_skipped_with_warnings_and_the_run_ends(folder_with_bad_images, tmp_path):
+    # a process of its own: the DataLoader workers' warnings are to reach its stderr, as a user sees them
     result = run_main("--data_dir", folder_with_bad_images, "--epochs", 2, "--batch_size", 16, "--image_size", 32,
                       "--workers", 2, "--output_dir", tmp_path / "out", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -165,23 +166,24 @@ def test_unreadable_images_are_skipped_with_warnings_and_the_run_ends(folder_wit
     assert load_checkpoint(tmp_path / "out" / "last.pt")["epoch"] == 2
 
 
-def test_strict_images_stops_with_one_line(folder_with_bad_images, tmp_path):
-    result = run_main("--data_dir", folder_with_bad_images, "--epochs", 1, "--batch_size", 16, "--image_size", 32,
-                      "--workers", 2, "--strict_images", "--output_dir", tmp_path / "out")
+def test_strict_images_stops_with_one_line(folder_with_bad_images, tmp_path, main_here):
+    result = main_here("--data_dir", folder_with_bad_images, "--epochs", 1, "--batch_size", 16, "--image_size", 32,
+                       "--workers", 2, "--strict_images", "--output_dir", tmp_path / "out")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("main.py: error: cannot decode image") and "--strict_images" in last
     assert "Traceback" not in result.stderr
 
 
-def test_a_wrong_folder_stops_after_many_failures_in_a_row(tmp_path):
+def test_a_wrong_folder_stops_after_many_failures_in_a_row(tmp_path, main_here):
     root = tmp_path / "data"
     for split in ("train", "val"):
         (root / split / "a").mkdir(parents=True)
         for index in range(30):
             (root / split / "a" / f"{index}.JPEG").write_text("text")
-    result = run_main("--data_dir", root, "--epochs", 1, "--batch_size", 8, "--image_size", 32, "--workers", 0,
-                      "--output_dir", tmp_path / "out")
+    with pytest.warns(UserWarning, match="skipped: cannot decode image"):  # each file, before the run stops
+        result = main_here("--data_dir", root, "--epochs", 1, "--batch_size", 8, "--image_size", 32, "--workers", 0,
+                           "--output_dir", tmp_path / "out")
     assert result.returncode == 1 and "20 files in a row could not be decoded" in result.stderr
 
 
@@ -271,7 +273,8 @@ def test_overwrite_removes_the_previous_runs_files_and_nothing_else(tiny_cifar, 
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(kept)
 
 
-def test_pretrained_weights_that_cannot_be_downloaded_end_in_one_line(tiny_folder, tmp_path, monkeypatch):  # noqa: F811
+def test_pretrained_weights_that_cannot_be_downloaded_end_in_one_line(tiny_folder, tmp_path, monkeypatch,  # noqa: F811
+                                                                       main_here):
     """Offline (here: through a proxy nothing listens on), with an empty torch hub cache, --pretrained ends
     with one line that says what to do, not a traceback from urllib in every process."""
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
@@ -279,8 +282,10 @@ def test_pretrained_weights_that_cannot_be_downloaded_end_in_one_line(tiny_folde
         monkeypatch.setenv(name, "http://127.0.0.1:9")
     for name in ("no_proxy", "NO_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    result = run_main("--data_dir", tiny_folder, "--pretrained", "--epochs", 1, "--batch_size", 16, "--workers", 0,
-                      "--output_dir", tmp_path / "run")
+    import urllib.request
+    monkeypatch.setattr(urllib.request, "_opener", None)  # in this process: an opener built earlier kept its proxies
+    result = main_here("--data_dir", tiny_folder, "--pretrained", "--epochs", 1, "--batch_size", 16, "--workers", 0,
+                       "--output_dir", tmp_path / "run")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     last_line = result.stderr.strip().splitlines()[-1]
     assert last_line.startswith("main.py: error: could not download (or read) the pretrained ResNet-50 weights")
@@ -303,8 +308,11 @@ def main_range_test(folder, data_dir, *options):
 def test_main_range_test_options_reach_the_curve(tiny_cifar, tmp_path):  # noqa: F811
     """--lr_step_mode linear spaces the LRs evenly; --lr_smooth_f is the smoothing of the curve (0: the raw
     losses, which the same seed repeats); --lr_diverge_th stops the test at the first loss above that many
-    times the lowest so far; --lr_accumulation_steps alone (no training) reports its effective batch."""
-    linear = ["--lr_step_mode", "linear", "--lr_end", "0.05", "--lr_diverge_th", "1e6", "--lr_accumulation_steps", "2"]
+    times the lowest so far; --lr_accumulation_steps alone (no training) reports its effective batch. The
+    linear runs train the small SpeedrunNet (twice as many steps, and the options, not the net, are checked);
+    the blow-up needs S10's net, which diverges within 8 steps on the way to LR 10."""
+    linear = ["--lr_step_mode", "linear", "--lr_end", "0.05", "--lr_diverge_th", "1e6", "--lr_accumulation_steps", "2",
+              "--model", "speedrun"]
     report, lrs, raw = main_range_test(tmp_path / "raw", tiny_cifar, *linear, "--lr_smooth_f", "0")
     _, same_lrs, smoothed = main_range_test(tmp_path / "smoothed", tiny_cifar, *linear, "--lr_smooth_f", "0.5")
     assert report["batch_size"] == 32 and report["step_mode"] == "linear" and len(lrs) == len(raw) == 8

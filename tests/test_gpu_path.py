@@ -131,25 +131,25 @@ def test_a_compiled_model_keeps_static_graphs_through_a_partial_batch():
     assert [inputs[1].shape[0] for inputs in graphs] == [8, 5]
 
 
-def test_main_defaults_to_the_automatic_precision_and_says_why(tiny_cifar, tmp_path):  # noqa: F811
-    result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
-                      "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "auto", "--no_plots")
+def test_main_defaults_to_the_automatic_precision_and_says_why(tiny_cifar, tmp_path, main_here):  # noqa: F811
+    result = main_here("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
+                       "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "auto", "--no_plots")
     assert result.returncode == 0, result.stderr[-2000:]
     expected = Precision.resolve("cpu").name
     reason = precision_reason("cpu", expected)
     assert f"precision {expected}: {reason}" in result.stdout
     assert "bf16 units" in reason
-    result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
-                      "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "fp32", "--precision", "fp32",
-                      "--no_plots")
+    result = main_here("--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
+                       "--max_lr", 0.05, "--workers", 0, "--output_dir", tmp_path / "fp32", "--precision", "fp32",
+                       "--no_plots")
     assert result.returncode == 0 and "precision fp32: as asked (--precision)" in result.stdout
 
 
-def test_amp_is_the_automatic_precision_and_contradictions_are_refused(tiny_cifar, tmp_path):  # noqa: F811
-    result = run_main("--amp", "--precision", "fp32", "--output_dir", tmp_path)
+def test_amp_is_the_automatic_precision_and_contradictions_are_refused(tiny_cifar, tmp_path, main_here):  # noqa: F811
+    result = main_here("--amp", "--precision", "fp32", "--output_dir", tmp_path)
     assert result.returncode == 2 and "--amp means --precision auto" in result.stderr
-    result = run_main("--data_dir", tiny_cifar, "--precision", "fp16", "--no_cuda", "--epochs", 1, "--output_dir",
-                      tmp_path)
+    result = main_here("--data_dir", tiny_cifar, "--precision", "fp16", "--no_cuda", "--epochs", 1, "--output_dir",
+                       tmp_path)
     assert result.returncode != 0 and "fp16 autocast needs CUDA" in result.stderr
 
 

@@ -15,7 +15,7 @@ import image_cache
 import imagenette
 from batched_data import BatchedImageLoader
 from tests.helpers import resumed_run_equals_straight_run
-from tests.test_main import run_main, tiny_folder  # noqa: F401 (a fixture)
+from tests.test_main import tiny_folder  # noqa: F401 (a fixture)
 
 
 def coordinate_image(size=160):
@@ -109,10 +109,11 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(tmp_path):
     assert len(list(cache.iterdir())) == 2
 
 
-def test_main_trains_an_image_folder_from_the_cache_and_resumes_it_exactly(tiny_folder, tmp_path):  # noqa: F811
+def test_main_trains_an_image_folder_from_the_cache_and_resumes_it_exactly(tiny_folder, tmp_path,  # noqa: F811
+                                                                           main_here):
     common = ["--data_dir", tiny_folder, "--epochs", 3, "--batch_size", 16, "--image_size", 32, "--save_every", 1,
               "--cache_dir", tmp_path / "cache", "--no_plots", "--holdout", 0.25]
-    straight, _ = resumed_run_equals_straight_run(run_main, common, tmp_path)
+    straight, _ = resumed_run_equals_straight_run(main_here, common, tmp_path)
     assert "48 training images at 32px, evaluated on 16 held-out training images" in straight.stdout
     assert "batched loader" in straight.stdout and "  val loss " in straight.stdout
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # the val folder was never decoded
@@ -144,7 +145,7 @@ def test_the_throughput_benchmark_puts_both_resnet50_data_paths_beside_the_model
     assert summary["folder_pipeline_img_s"] > 0 and summary["batched_pipeline_img_s"] > 0
 
 
-def test_main_names_a_partial_imagenette_before_it_trains(tmp_path):
+def test_main_names_a_partial_imagenette_before_it_trains(tmp_path, main_here):
     rng = np.random.default_rng(0)
     for split, count in (("train", 2), ("val", 1)):
         for wnid in imagenette.FULL_COUNTS["train"]:
@@ -152,8 +153,8 @@ def test_main_names_a_partial_imagenette_before_it_trains(tmp_path):
             for index in range(count):
                 Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(
                     tmp_path / split / wnid / f"{index}.JPEG")
-    result = run_main("--data_dir", tmp_path, "--epochs", 1, "--batch_size", 8, "--image_size", 32, "--no_plots",
-                      "--output_dir", tmp_path / "out")
+    result = main_here("--data_dir", tmp_path, "--epochs", 1, "--batch_size", 8, "--image_size", 32, "--no_plots",
+                       "--output_dir", tmp_path / "out")
     assert result.returncode == 0, result.stderr[-2000:]
     note = "note: this folder holds Imagenette's classes but not all of its images (train: 20 of 9,469, val: 10 of 3,925)"
     assert note in result.stdout and result.stdout.index(note) < result.stdout.index("epoch  1/1")

@@ -1,6 +1,10 @@
 """Tests of the ImageNet path: main.py's command line (arguments, range test, training, torchrun), the
 range-test report files, exact resume, and the ImageFolder helpers. Small generated data only; the tests
-that read a real ImageNet-style folder run when IMAGENET_DIR points at one."""
+that read a real ImageNet-style folder run when IMAGENET_DIR points at one.
+
+main.py runs in a subprocess (``run_main``) where the process is what is tested (``--help`` as a user
+types it, torchrun); elsewhere in the test's process (the ``main_here`` fixture of tests/conftest.py), which
+gives the same exit status and output without a new process's imports."""
 import json
 import os
 import subprocess
@@ -179,30 +183,30 @@ def test_help_explains_the_options():
      "--lr_accumulation_steps 4 makes the range test find the max LR for batches of 128 images, but training "
      "steps every --batch_size 32 images"),
 ])
-def test_bad_arguments_exit_with_code_2(tmp_path, args, named):
-    result = run_main(*args, "--output_dir", tmp_path / "out")
+def test_bad_arguments_exit_with_code_2(tmp_path, args, named, main_here):
+    result = main_here(*args, "--output_dir", tmp_path / "out")
     assert result.returncode == 2
     assert named in result.stderr
 
 
-def test_previous_run_needs_resume_or_overwrite_and_output_dir_must_be_writable(tmp_path):
+def test_previous_run_needs_resume_or_overwrite_and_output_dir_must_be_writable(tmp_path, main_here):
     (tmp_path / "suggested_lr.json").write_text("{}")
-    result = run_main("--find_lr", "--output_dir", tmp_path)
+    result = main_here("--find_lr", "--output_dir", tmp_path)
     assert result.returncode == 2 and f"{tmp_path} holds a previous range test" in result.stderr
     assert "--overwrite" in result.stderr
     (tmp_path / "last.pt").write_text("")
-    result = run_main("--max_lr", "0.1", "--output_dir", tmp_path)
+    result = main_here("--max_lr", "0.1", "--output_dir", tmp_path)
     assert result.returncode == 2 and f"--output_dir {tmp_path} holds a previous run (last.pt)" in result.stderr
     (tmp_path / "a_file").write_text("")
-    result = run_main("--find_lr", "--output_dir", tmp_path / "a_file" / "out")
+    result = main_here("--find_lr", "--output_dir", tmp_path / "a_file" / "out")
     assert result.returncode == 2 and "cannot be written" in result.stderr
 
 
-def test_find_lr_on_an_image_folder_writes_the_report(tiny_folder, tmp_path):
+def test_find_lr_on_an_image_folder_writes_the_report(tiny_folder, tmp_path, main_here):
     out = tmp_path / "lr"
     # the DataLoader path (the batched one has its own tests): on 64 images, 12 steps of 8 fall on this seed
-    result = run_main("--data_dir", tiny_folder, "--find_lr", "--lr_iter", 12, "--batch_size", 8, "--image_size", 32,
-                      "--workers", 0, "--output_dir", out, "--loader", "albumentations")
+    result = main_here("--data_dir", tiny_folder, "--find_lr", "--lr_iter", 12, "--batch_size", 8, "--image_size", 32,
+                       "--workers", 0, "--output_dir", out, "--loader", "albumentations")
     assert result.returncode == 0, result.stderr[-2000:]
     assert {p.name for p in out.iterdir()} == {"lr_finder_plot.png", "lr_finder_log.txt", "suggested_lr.json"}
     summary = json.loads((out / "suggested_lr.json").read_text())

@@ -12,7 +12,7 @@ from checkpoints import load_checkpoint
 from precision import Precision
 from seeding import seed_everything
 from tests.helpers import MEAN, STD, sgd, synthetic_loaders, tiny_cnn
-from tests.test_main import run_main, tiny_cifar  # noqa: F401  (fixture)
+from tests.test_main import tiny_cifar  # noqa: F401  (fixture)
 from training_utils import fit
 
 QUIET = {"log": lambda *_: None}
@@ -75,13 +75,13 @@ def test_each_epoch_augments_and_shuffles_differently_but_reproducibly():
 
 
 @pytest.mark.parametrize("loader", [["--workers", 0], ["--workers", 2], ["--loader", "batched"]])
-def test_main_resumed_from_epoch_1_equals_the_straight_run(tiny_cifar, tmp_path, loader):  # noqa: F811
+def test_main_resumed_from_epoch_1_equals_the_straight_run(tiny_cifar, tmp_path, loader, main_here):  # noqa: F811
     common = ["--dataset", "cifar10", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, *loader,
               "--cycle_momentum", "--save_every", 1, "--no_plots"]
-    straight = run_main(*common, "--output_dir", tmp_path / "straight", timeout=300)
+    straight = main_here(*common, "--output_dir", tmp_path / "straight")
     assert straight.returncode == 0, straight.stderr[-2000:]
-    resumed = run_main(*common, "--output_dir", tmp_path / "resumed", "--seed", 1,
-                       "--resume", tmp_path / "straight" / "epoch_1.pt", timeout=300)
+    resumed = main_here(*common, "--output_dir", tmp_path / "resumed", "--seed", 1,
+                        "--resume", tmp_path / "straight" / "epoch_1.pt")
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "continuing at epoch 2" in resumed.stdout
     assert ("batched loader" in resumed.stdout) == ("batched" in loader)

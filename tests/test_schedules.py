@@ -11,7 +11,7 @@ import torch
 import recipes
 from custom_resnet import SpeedrunNet
 from tests.helpers import resumed_run_equals_straight_run
-from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
+from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
 
 
 def lrs_of(kind, epochs=4, steps_per_epoch=5, max_lr=1.5, **options):
@@ -71,10 +71,10 @@ def test_a_schedule_refuses_an_optimizer_built_at_another_lr_and_an_unknown_kind
         recipes.build_schedule(replace(recipes.SPEEDRUN, scheduler="linear", max_lr=0.1, epochs=2), optimizer, 5)
 
 
-def test_main_trains_with_warmup_cosine_per_batch_and_resumes_it_exactly(tiny_cifar, tmp_path):  # noqa: F811
+def test_main_trains_with_warmup_cosine_per_batch_and_resumes_it_exactly(tiny_cifar, tmp_path, main_here):  # noqa: F811
     common = ["--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, "--max_lr", 0.2,
               "--scheduler", "warmup_cosine", "--save_every", 1, "--no_plots"]
-    straight, _ = resumed_run_equals_straight_run(run_main, common, tmp_path)
+    straight, _ = resumed_run_equals_straight_run(main_here, common, tmp_path)
     assert "scheduler=warmup_cosine" in straight.stdout
     lrs = json.loads((tmp_path / "straight" / "history.json").read_text())["lr"]
     total = len(lrs)

@@ -1,9 +1,6 @@
 """The calls, commands and files of the four specification documents (../shared/spec/), run as written
 with small data: the list a user copying them would try."""
 import json
-import os
-import subprocess
-import sys
 
 import albumentations as A
 import numpy as np
@@ -15,8 +12,8 @@ from albumentations.pytorch import ToTensorV2
 from torch import nn, optim
 
 import dataset
-from tests.helpers import synthetic_loaders, tiny_cnn, write_cifar_npz
-from tests.test_main import ROOT, run_main, tiny_cifar, tiny_folder  # noqa: F401  (fixtures)
+from tests.helpers import run_script_here, synthetic_loaders, tiny_cnn, write_cifar_npz
+from tests.test_main import ROOT, tiny_cifar, tiny_folder  # noqa: F401  (fixtures)
 
 DEVICE = "cpu"
 
@@ -68,7 +65,7 @@ def test_train_with_one_cycle_and_plot_training_history_as_documented():
     "--dataset ImageNet --data_dir {folder} --num_classes 4 --batch_size 16 --cutout --cutout_holes 1 "
     "--cutout_length 16 --rotate_degrees 10 --use_albumentation --find_lr --epochs 2",
 ])
-def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
+def test_resnet50_module_commands(command, tiny_folder, tmp_path, capfd, monkeypatch):  # noqa: F811
     cifar100 = tmp_path / "cifar100"
     cifar100.mkdir()
     rng = np.random.default_rng(0)
@@ -81,8 +78,8 @@ def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
         small += ["--data_dir", str(cifar100), "--batch_size", "32"]
     elif "--use_albumentation" not in argv:  # 8 range-test steps on 64 generated images fall only by chance;
         small += ["--loader", "albumentations"]  # these do on the DataLoader path (the batched one: test_image_cache)
-    result = subprocess.run([sys.executable, "train_resnet50_one_cycle.py", *argv, *small], cwd=ROOT,
-                            capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    # the script run as a user types the command (its __main__ lines included), in this process
+    result = run_script_here(capfd, monkeypatch, ROOT / "train_resnet50_one_cycle.py", *argv, *small)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ResNet-50 v1.5" in result.stdout and "epoch  2/2" in result.stdout
     if "--find_lr" in argv:
@@ -94,42 +91,40 @@ def test_resnet50_module_commands(command, tiny_folder, tmp_path):  # noqa: F811
         assert "cutout_holes=1, cutout_length=16, rotate_degrees=10" in result.stdout
 
 
-def test_num_classes_must_match_the_data(tiny_folder, tmp_path):  # noqa: F811
-    result = run_main("--data_dir", tiny_folder, "--num_classes", 10, "--epochs", 1, "--image_size", 32,
-                      "--workers", 0, "--output_dir", tmp_path)
+def test_num_classes_must_match_the_data(tiny_folder, tmp_path, main_here):  # noqa: F811
+    result = main_here("--data_dir", tiny_folder, "--num_classes", 10, "--epochs", 1, "--image_size", 32,
+                       "--workers", 0, "--output_dir", tmp_path)
     assert result.returncode == 1 and "--num_classes 10 does not match the data" in result.stderr
     assert "holds 4 classes" in result.stderr
 
 
 # ------------------------------------------------------------------------- 001: the ImageNet LR finder
-def test_lr_finder_workflow_range_test_then_training(tiny_folder, tmp_path):  # noqa: F811
+def test_lr_finder_workflow_range_test_then_training(tiny_folder, tmp_path, main_here):  # noqa: F811
     results = tmp_path / "custom_results"
-    found = run_main("--batch_size", 16, "--find_lr", "--lr_start", "1e-07", "--lr_end", 10, "--lr_iter", 20,
-                     "--lr_plot", results / "my_lr_finder.png", "--data_dir", tiny_folder, "--epochs", 1, "--no_plots",
-                     "--image_size", 32, "--num_workers", 0, "--output_dir", tmp_path / "outputs",
-                     "--loader", "albumentations")  # a DataLoader run (--num_workers); its steps fall on this seed
+    found = main_here("--batch_size", 16, "--find_lr", "--lr_start", "1e-07", "--lr_end", 10, "--lr_iter", 20,
+                      "--lr_plot", results / "my_lr_finder.png", "--data_dir", tiny_folder, "--epochs", 1, "--no_plots",
+                      "--image_size", 32, "--num_workers", 0, "--output_dir", tmp_path / "outputs",
+                      "--loader", "albumentations")  # a DataLoader run (--num_workers); its steps fall on this seed
     assert found.returncode == 0, found.stderr[-2000:]
     assert {p.name for p in results.iterdir()} == {"my_lr_finder.png", "lr_finder_log.txt", "suggested_lr.json"}
     report = json.loads((results / "suggested_lr.json").read_text())
     assert report["batch_size"] == 16 and report["plot_file"] == "my_lr_finder.png"
     assert "epoch  1/" not in found.stdout  # --epochs 1 with --find_lr: the range test only
-    trained = run_main("--batch_size", 16, "--lr", results / "suggested_lr.json", "--epochs", 2, "--scheduler",
-                       "cosine", "--data_dir", tiny_folder, "--image_size", 32, "--num_workers", 0,
-                       "--output_dir", results)  # the folder holds only the range test: training may use it
+    trained = main_here("--batch_size", 16, "--lr", results / "suggested_lr.json", "--epochs", 2, "--scheduler",
+                        "cosine", "--data_dir", tiny_folder, "--image_size", 32, "--num_workers", 0,
+                        "--output_dir", results)  # the folder holds only the range test: training may use it
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert f"max LR {report['suggested_lr']:g}, 2 epochs, scheduler cosine" in trained.stdout
-    other_batch = run_main("--batch_size", 8, "--lr", results / "suggested_lr.json", "--data_dir", tiny_folder,
-                           "--output_dir", tmp_path / "x")
+    other_batch = main_here("--batch_size", 8, "--lr", results / "suggested_lr.json", "--data_dir", tiny_folder,
+                            "--output_dir", tmp_path / "x")
     assert other_batch.returncode == 2 and "ran at batch size 16, this run at 8" in other_batch.stderr
 
 
-def test_run_lr_finder_script_and_documented_flags(tiny_folder, tmp_path):  # noqa: F811
-    result = subprocess.run([sys.executable, "run_lr_finder.py", "--data_dir", str(tiny_folder), "--batch_size", "8",
-                             "--lr_start", "1e-07", "--lr_end", "10", "--lr_iter", "epoch", "--lr_advanced",
-                             "--max_samples", "48", "--image_size", "32", "--num_workers", "0",
-                             "--output_dir", str(tmp_path), "--loader", "albumentations"],  # as above
-                            cwd=ROOT, capture_output=True, text=True, timeout=300,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+def test_run_lr_finder_script_and_documented_flags(tiny_folder, tmp_path, capfd, monkeypatch):  # noqa: F811
+    result = run_script_here(capfd, monkeypatch, ROOT / "run_lr_finder.py", "--data_dir", tiny_folder, "--batch_size",
+                             8, "--lr_start", "1e-07", "--lr_end", 10, "--lr_iter", "epoch", "--lr_advanced",
+                             "--max_samples", 48, "--image_size", 32, "--num_workers", 0, "--output_dir", tmp_path,
+                             "--loader", "albumentations")  # as above
     assert result.returncode == 0, result.stderr[-2000:]
     report = json.loads((tmp_path / "suggested_lr.json").read_text())
     assert report["num_iter"] == 6  # --lr_iter epoch: one pass over 48 images in batches of 8
@@ -137,25 +132,25 @@ def test_run_lr_finder_script_and_documented_flags(tiny_folder, tmp_path):  # no
     assert report["suggested_lr"] == report["suggestions"]["min_loss"]
 
 
-def test_step_scheduler_flags(tiny_cifar, tmp_path):  # noqa: F811
-    result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--batch_size", 32, "--lr", "0.05",
-                      "--epochs", 2, "--scheduler", "step", "--step_size", 1, "--gamma", 0.5, "--save_best",
-                      "--workers", 0, "--output_dir", tmp_path)
+def test_step_scheduler_flags(tiny_cifar, tmp_path, main_here):  # noqa: F811
+    result = main_here("--dataset", "cifar10", "--data_dir", tiny_cifar, "--batch_size", 32, "--lr", "0.05",
+                       "--epochs", 2, "--scheduler", "step", "--step_size", 1, "--gamma", 0.5, "--save_best",
+                       "--workers", 0, "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     history = json.loads((tmp_path / "history.json").read_text())
     assert history["lr"] == pytest.approx([0.05] * 2 + [0.025] * 2)
     assert (tmp_path / "best.pt").is_file()
 
 
-def test_default_max_lr_comes_from_the_recipe_and_is_printed(tiny_cifar, tmp_path):  # noqa: F811
+def test_default_max_lr_comes_from_the_recipe_and_is_printed(tiny_cifar, tmp_path, main_here):  # noqa: F811
     from main import build_parser, validate
     parser = build_parser()
     args = parser.parse_args(["--dataset", "cifar10", "--model", "resnet50", "--epochs", "20",
                               "--output_dir", str(tmp_path)])
     settings = validate(parser, args)
     assert settings.recipe.max_lr == 0.1 and settings.recipe.pct_start == 0.3 and settings.save_every == 5
-    result = run_main("--dataset", "cifar10", "--data_dir", tiny_cifar, "--batch_size", 32, "--epochs", 1,
-                      "--workers", 0, "--output_dir", tmp_path / "run")
+    result = main_here("--dataset", "cifar10", "--data_dir", tiny_cifar, "--batch_size", 32, "--epochs", 1,
+                       "--workers", 0, "--output_dir", tmp_path / "run")
     assert result.returncode == 0 and "max LR 0.4, 1 epochs" in result.stdout
 
 

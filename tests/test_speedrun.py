@@ -14,7 +14,7 @@ from checkpoints import load_checkpoint
 from custom_resnet import PatchWhitening, SpeedrunNet, patch_covariance, whitened_covariance
 from dataset import SyntheticImages
 from tests.helpers import MEAN, STD, resumed_run_equals_straight_run
-from tests.test_main import run_main, tiny_cifar  # noqa: F401 (a fixture)
+from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
 from training_utils import LookaheadAverage, fit
 
 
@@ -209,13 +209,13 @@ def test_a_resumed_speedrun_repeats_the_straight_run_bit_for_bit(tmp_path):
     assert load_checkpoint(tmp_path / "straight" / "epoch_1.pt")["weight_average"]["step"] == 4
 
 
-def test_main_trains_the_speedrun_recipe_and_resumes_it_exactly(tiny_cifar, tmp_path):  # noqa: F811
+def test_main_trains_the_speedrun_recipe_and_resumes_it_exactly(tiny_cifar, tmp_path, main_here):  # noqa: F811
     """main.py --recipe speedrun: SpeedrunNet from the batched loader (alternating flips, on the CPU too),
     lookahead averaging and the 6-view evaluation; stopped after epoch 1 and resumed, it ends as the
     straight run does."""
     common = ["--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 3, "--batch_size", 32, "--max_lr", 0.2,
               "--save_every", 1, "--no_plots"]
-    straight, _ = resumed_run_equals_straight_run(run_main, common, tmp_path)
+    straight, _ = resumed_run_equals_straight_run(main_here, common, tmp_path)
     assert "SpeedrunNet (1,971,352 parameters)" in straight.stdout and "batched loader" in straight.stdout
     for setting in ("alternating_flip=True", "bias_lr_scale=64", "weight_average=True", "tta_views=6"):
         assert f" {setting}," in straight.stdout, setting  # the recipe line prints every field
@@ -225,13 +225,13 @@ def test_main_trains_the_speedrun_recipe_and_resumes_it_exactly(tiny_cifar, tmp_
     assert json.loads((tmp_path / "resumed" / "history.json").read_text())["test_acc_tta"] == history["test_acc_tta"]
 
 
-def test_main_switches_each_speedrun_trick_off_on_request(tiny_cifar, tmp_path):  # noqa: F811
+def test_main_switches_each_speedrun_trick_off_on_request(tiny_cifar, tmp_path, main_here):  # noqa: F811
     """The options that measure what each trick adds reach the run: the recipe line, no lookahead average in
     the checkpoint, no test-time augmentation, random flips and no translation in the loader."""
-    result = run_main("--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
-                      "--max_lr", 0.2, "--no-alternating_flip", "--crop_padding", 0, "--bias_lr_scale", 1,
-                      "--no-weight_average", "--tta_views", 1, "--whiten_bias_epochs", 0, "--no_plots",
-                      "--output_dir", tmp_path)
+    result = main_here("--recipe", "speedrun", "--data_dir", tiny_cifar, "--epochs", 1, "--batch_size", 32,
+                       "--max_lr", 0.2, "--no-alternating_flip", "--crop_padding", 0, "--bias_lr_scale", 1,
+                       "--no-weight_average", "--tta_views", 1, "--whiten_bias_epochs", 0, "--no_plots",
+                       "--output_dir", tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
     for setting in ("crop_padding=0,", "alternating_flip=False,", "bias_lr_scale=1,", "weight_average=False,",
                     "tta_views=1,", "whiten_bias_epochs=0,"):
@@ -246,6 +246,6 @@ def test_main_switches_each_speedrun_trick_off_on_request(tiny_cifar, tmp_path):
     (["--alternating_flip", "--loader", "albumentations"], "--alternating_flip: alternating flips come from"),
     (["--recipe", "speedrun", "--model", "resnet50"], "--recipe speedrun trains --model speedrun, not resnet50"),
 ])
-def test_main_refuses_what_the_speedrun_recipe_cannot_do(tmp_path, args, message):
-    result = run_main(*args, "--output_dir", tmp_path)
+def test_main_refuses_what_the_speedrun_recipe_cannot_do(tmp_path, args, message, main_here):
+    result = main_here(*args, "--output_dir", tmp_path)
     assert result.returncode == 2 and message in result.stderr
