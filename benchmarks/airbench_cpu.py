@@ -15,9 +15,9 @@ The net, data loading, augmentation, schedule, lookahead averaging and 6-view TT
 Its data file (`cifar10/train.pt`, `test.pt`: uint8 images N x 32 x 32 x 3, labels, class names) is
 written from this repository's CIFAR-10 folder in a work folder, so nothing is downloaded.
 
-Comparing speed: the two runs alternate, A B B A ..., each in a fresh process, on an otherwise idle
-machine (these shared machines drift by up to 2x within minutes, so only interleaved runs compare); the
-report gives every run's wall-clock time (the whole process: start-up, data, training, per-epoch
+Comparing speed (`benchmarks/interleaved.py`): the two runs alternate, A B B A ..., each in a fresh
+process, on an otherwise idle machine (these shared machines drift by up to 2x within minutes, so only
+interleaved runs compare); the report gives every run's wall-clock time (the whole process: start-up, data, training, per-epoch
 evaluation, test-time augmentation) and accuracy, and the ratio of the means.
 
     # get the file (not part of this repository):
@@ -33,12 +33,13 @@ import contextlib
 import importlib.util
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from unittest import mock
+
+import interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -143,21 +144,13 @@ def run_airbench(module, data_dir, seed):
     return {"accuracy_tta": 100 * float(accuracy), "precision": precision, "seconds_in_process": seconds}
 
 
-def timed(command, log):
-    """Runs ``command`` (its output streams through) and returns its wall-clock seconds."""
-    log(f"$ {' '.join(command)}")
-    started = time.perf_counter()
-    subprocess.run(command, check=True, cwd=ROOT)
-    return time.perf_counter() - started
-
-
 def airbench_side(args, seed, out_dir, log):
     result_file = out_dir / f"airbench_seed{seed}.json"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--airbench", str(Path(args.airbench).resolve()),
                "--data_dir", str(args.data_dir), "--seed", str(seed), "--result", str(result_file)]
     if args.epochs is not None:
         command += ["--epochs", str(args.epochs)]
-    seconds = timed(command, log)
+    seconds = interleaved.timed(command, log)
     return {"name": "airbench", "side": "airbench94 (CPU port)", "seed": seed, "seconds": seconds, **json.loads(result_file.read_text())}
 
 
@@ -167,90 +160,24 @@ def speedrun_side(args, seed, out_dir, log):
                "--output_dir", str(run_dir), "--overwrite"]
     if args.epochs is not None:
         command += ["--epochs", str(max(1, round(args.epochs)))]
-    seconds = timed(command + list(args.speedrun_options), log)
+    seconds = interleaved.timed(command + list(args.speedrun_options), log)
     history = json.loads((run_dir / "history.json").read_text())
     return {"name": "speedrun", "side": "speedrun (main.py --recipe speedrun)", "seed": seed, "seconds": seconds,
             "accuracy_tta": history.get("test_acc_tta"), "accuracy": history["test_acc"][-1]}
 
 
-def report_of(runs, chosen, args, machine, finished):
-    """The report over the runs so far: every run, each side's means and, with both sides, the ratio of
-    their mean seconds. ``finished`` is False while pairs are still to run."""
-    means = {}
-    for name in chosen:
-        side = [run for run in runs if run["name"] == name]
-        if side:
-            means[name] = {"seconds": sum(r["seconds"] for r in side) / len(side),
-                           "accuracy_tta": sum(r["accuracy_tta"] for r in side) / len(side), "runs": len(side)}
-    report = {"machine": machine, "epochs": args.epochs, "speedrun_options": list(args.speedrun_options),
-              "pairs": args.pairs, "finished": finished, "runs": runs, "means": means,
-              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-    if len(means) == 2:
-        report["speedrun_time_over_airbench_time"] = means["speedrun"]["seconds"] / means["airbench"]["seconds"]
-        seconds = {(run["name"], run["seed"]): run["seconds"] for run in runs}
-        report["pair_ratios"] = {str(seed): seconds[("speedrun", seed)] / seconds[("airbench", seed)]
-                                 for seed in sorted({run["seed"] for run in runs})
-                                 if ("speedrun", seed) in seconds and ("airbench", seed) in seconds}
-    return report
-
-
-def earlier_runs(args, machine, log):
-    """With ``--resume``: the runs of the report at ``--output`` (one stopped half-way, or one with fewer
-    pairs), which this comparison keeps and does not repeat. A report from another machine, length or set
-    of speedrun options is refused: its times do not compare with new ones."""
-    path = Path(args.output) if args.output else None
-    if not args.resume or path is None or not path.exists():
-        return []
-    earlier = json.loads(path.read_text())
-    mine = {"machine": machine, "epochs": args.epochs, "speedrun_options": list(args.speedrun_options)}
-    theirs = {"machine": earlier.get("machine"), "epochs": earlier.get("epochs"),
-              "speedrun_options": earlier.get("speedrun_options", [])}
-    if theirs != mine:
-        differs = ", ".join(f"{key} {theirs[key]!r} there, {mine[key]!r} here" for key in mine if theirs[key] != mine[key])
-        raise SystemExit(f"--resume: {path} was measured otherwise ({differs}); give another --output to start anew")
-    log(f"--resume: keeping {len(earlier['runs'])} runs of {path} ({earlier['date']})")
-    return list(earlier["runs"])
-
-
 def compare(args, log=print):
-    """Runs the pairs; the report is written after every run, so a comparison stopped half-way keeps the
-    runs it finished (``"finished": false``)."""
+    """Runs the pairs (``interleaved.compare``); the report is written after every run, so a comparison
+    stopped half-way keeps the runs it finished (``"finished": false``)."""
     import torch
 
     from utils import describe_machine
-    sides = {"airbench": airbench_side, "speedrun": speedrun_side}
-    chosen = [args.only] if args.only else ["airbench", "speedrun"]
-    machine = describe_machine(torch.device("cpu"))
-    runs = earlier_runs(args, machine, log)
-    done = {(run["name"], run["seed"]) for run in runs}
-
-    def write(finished):
-        so_far = report_of(runs, chosen, args, machine, finished)
-        if args.output:
-            Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-            Path(args.output).write_text(json.dumps(so_far, indent=1) + "\n")
-        return so_far
-
-    with tempfile.TemporaryDirectory() as out:
-        for pair in range(args.pairs):
-            order = chosen if pair % 2 == 0 else chosen[::-1]  # A B, then B A: drift hits both sides alike
-            for name in order:
-                if (name, args.seed + pair) in done:
-                    continue
-                runs.append(sides[name](args, args.seed + pair, Path(out), log))
-                log(f"{runs[-1]['side']}, seed {runs[-1]['seed']}: {runs[-1]['accuracy_tta']:.2f}% with TTA, "
-                    f"{runs[-1]['seconds']:.0f} s")
-                write(finished=False)
-    report = write(finished=True)
-    for name, mean in report["means"].items():
-        log(f"{name}: {mean['accuracy_tta']:.2f}% mean with TTA, {mean['seconds']:.0f} s mean over {mean['runs']} runs")
-    if "speedrun_time_over_airbench_time" in report:
-        each = ", ".join(f"seed {seed} {ratio:.3f}" for seed, ratio in report["pair_ratios"].items())
-        log(f"speedrun time / airbench time: {report['speedrun_time_over_airbench_time']:.3f} (pairs: {each}; "
-            f"{report['machine']})")
-    if args.output:
-        log(f"wrote {args.output}")
-    return report
+    sides = {"airbench": lambda seed, work, log: airbench_side(args, seed, work, log),
+             "speedrun": lambda seed, work, log: speedrun_side(args, seed, work, log)}
+    settings = {"machine": describe_machine(torch.device("cpu")), "epochs": args.epochs,
+                "speedrun_options": list(args.speedrun_options)}
+    return interleaved.compare(sides, [args.only] if args.only else ["airbench", "speedrun"], args.pairs, args.seed,
+                               settings, "accuracy_tta", args.output, args.resume, log)
 
 
 def main(argv=None):
