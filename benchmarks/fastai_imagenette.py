@@ -78,7 +78,9 @@ def run_fastai(data_dir, size, epochs, seed, workers):
     learn = Learner(loaders, model, opt_func=optimizer, metrics=[accuracy], loss_func=LabelSmoothingCrossEntropy())
     bf16 = cpu_has_bf16()
     learn.fit_flat_cos(epochs, RECIPE["lr"], wd=RECIPE["wd"], cbs=[CpuBf16Autocast()] if bf16 else [])
-    return {"accuracy": 100 * float(learn.validate()[1]), "precision": "bf16" if bf16 else "fp32"}
+    # the last epoch's validation, in the run's precision (learn.validate() after fit would run without the
+    # fit's callbacks: in fp32, which main.py's side does not do)
+    return {"accuracy": 100 * float(learn.recorder.values[-1][-1]), "precision": "bf16" if bf16 else "fp32"}
 
 
 def fastai_side(args, seed, work, log):
@@ -108,7 +110,7 @@ def compare(args, log=print):
     from utils import describe_machine
     sides = {"fastai": lambda seed, work, log: fastai_side(args, seed, work, log),
              "resnet50": lambda seed, work, log: resnet50_side(args, seed, work, log)}
-    settings = {"machine": describe_machine(torch.device("cpu")), "data_dir": args.data_dir,
+    settings = {"machine": describe_machine(torch.device("cpu")), "data_dir": Path(args.data_dir).name,
                 "precision": "bf16 autocast on both sides" if cpu_has_bf16() else "fp32 on both sides",
                 "image_size": args.image_size, "epochs": args.epochs, "fastai": fastai_version(),
                 "fastai_recipe": RECIPE, "resnet50_options": list(args.resnet50_options)}
