@@ -17,7 +17,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 	touch $@
 
 run: install
-	PLAIN_PROGRESS=1 $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 S10.ipynb
+	PLAIN_PROGRESS=1 FIGURES=Data $(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=-1 S10.ipynb
 
 test: install
 	SMOKE=1 $(VENV)/bin/pytest -q tests --nbval-lax --nbval-current-env --durations=25

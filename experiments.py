@@ -6,14 +6,17 @@ A record may carry ``chosen_on`` ("test set"): its comparison picked a setting o
 it, so it stays for the record but backs no claim (``--list`` says so).
 
 A run is named by a ``RunSpec`` (recipe, schedule, max LR, seed, epochs and any other ``main.py``
-options, such as a trick switched off). ``ensure`` runs the specs the store does not hold yet, one after
-the other, and returns every record; a run interrupted half-way continues from its last checkpoint
-(``main.py --resume``) the next time. Delete the store (or pass another) to measure everything anew on
-your own machine. From a terminal:
+options, such as a trick switched off) and by where it trained: the device kind and the precision, filled
+in for this machine when the spec leaves them open, so runs on a CPU in bf16 and on a GPU in fp16 never
+share a name. ``ensure`` runs the specs the store does not hold yet, one after the other, and returns every
+record; a run interrupted half-way continues from its last checkpoint (``main.py --resume``) the next
+time. A lesson reads the repository's store as a read-only ``reference`` and keeps a learner's new runs
+in a store of their own; ``plan`` says beforehand what would train. From a terminal:
 
     python experiments.py --data_dir $CIFAR10_DIR --seeds 0 1 2 --scheduler constant --max_lr 0.75
     python experiments.py --data_dir $CIFAR10_DIR --seeds 0 -- --no-weight_average   # a trick switched off
     python experiments.py --list                                                      # what the store holds
+    python experiments.py --seeds 0 1 2 3 4 --plan                   # stored for this machine, or to train?
     python experiments.py --summary                                       # mean and spread over seeds
 """
 import argparse
@@ -25,7 +28,7 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,9 +49,11 @@ class RunSpec:
     recipe: str = "speedrun"
     holdout: float = 0              # >0: trained without, and evaluated on, this many held-out training images
     #                                 (below 1: this share of each class)
+    device: str = None              # "cpu" or "cuda"; None: this machine's (``on_this_machine``)
+    precision: str = None           # "bf16", "fp16" or "fp32"; None: this machine's fastest ("auto")
 
     SPEC_OPTIONS = ("--scheduler", "--max_lr", "--lr", "--seed", "--epochs", "--recipe", "--holdout", "--output_dir",
-                    "--data_dir")
+                    "--data_dir", "--device", "--precision")
 
     def __post_init__(self):
         named = [option for option in self.options if option.split("=")[0] in self.SPEC_OPTIONS]
@@ -61,8 +66,14 @@ class RunSpec:
         """A readable, unique name: 'speedrun onecycle max_lr=recipe epochs=recipe seed=0'."""
         parts = [self.recipe, self.scheduler, f"max_lr={'recipe' if self.max_lr is None else f'{self.max_lr:g}'}",
                  f"epochs={'recipe' if self.epochs is None else self.epochs}", *self.options,
-                 *([f"holdout={self.holdout:g}"] if self.holdout else []), f"seed={self.seed}"]
+                 *([f"holdout={self.holdout:g}"] if self.holdout else []),
+                 *([f"device={self.device}"] if self.device else []),
+                 *([f"precision={self.precision}"] if self.precision else []), f"seed={self.seed}"]
         return " ".join(parts)
+
+    def elsewhere(self):
+        """The spec with where it trains left open: runs that differ only in device and precision share it."""
+        return replace(self, device=None, precision=None)
 
     def argv(self, data_dir, output_dir):
         """The ``main.py`` arguments of this run."""
@@ -76,7 +87,25 @@ class RunSpec:
             args += ["--epochs", str(self.epochs)]
         if self.holdout:
             args += ["--holdout", f"{self.holdout:g}"]
+        if self.device:
+            args += ["--device", self.device]
+        if self.precision:
+            args += ["--precision", self.precision]
         return args + list(self.options)
+
+
+def on_this_machine(spec):
+    """``spec`` with its device and precision filled in as this machine runs it (CUDA when there is one; the
+    precision ``auto`` picks there), so that its key says where it trained: a run on a GPU in fp16 and one
+    on a CPU in bf16 are two runs, never one stored under the other's name."""
+    from precision import Precision, get_device
+
+    device = get_device(spec.device or "auto")
+    try:
+        precision = Precision.resolve(device, spec.precision or "auto").name
+    except ValueError as error:
+        raise command_line.SettingsError(f"run {spec.key!r}: {error}") from None
+    return replace(spec, device=device.type, precision=precision)
 
 
 def load_store(path=STORE):
@@ -119,11 +148,13 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
     """Train ``spec`` (``training_run.train_run``, in this process: its log lines appear here), store its
     record and return it. Checkpoints go to ``work_dir / <key>``; when that folder holds an unfinished run,
     this one resumes it (the record then says so: its seconds are the resumed part's). An interrupted run
-    raises KeyboardInterrupt: the same call continues it."""
+    raises KeyboardInterrupt: the same call continues it. The run trains on this machine's device and
+    precision unless ``spec`` names them (``on_this_machine``)."""
     from main import settings_from_argv
     from training_run import train_run
     from utils import describe_machine
 
+    spec = on_this_machine(spec)
     work_dir = Path(work_dir or ROOT / "runs" / "experiments")
     output_dir = work_dir / spec.key.replace(" ", "_").replace("=", "-")
     argv = spec.argv(data_dir, output_dir)
@@ -159,19 +190,79 @@ def make_record(spec, history, seconds, resumed, load, machine):
     }
 
 
-def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print):
-    """The records of ``specs``, in order: those the store holds as they are (one line each says when and
-    where they ran), the others trained now and stored."""
+def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print, reference=None, train_missing=True):
+    """The records of ``specs``, in order, as this machine runs them (``on_this_machine``): those ``store`` or
+    the read-only ``reference`` store holds as they are (one line each says when and where they ran), the
+    others trained now and stored in ``store``, never in ``reference``. With ``train_missing=False`` a run
+    this machine lacks is read from another machine's run of the same settings (its line names the device
+    and precision it had), and trained only when no machine's is stored. ``plan`` says beforehand which."""
     records = []
     for spec in specs:
-        record = load_store(store).get(spec.key)
+        spec = on_this_machine(spec)
+        record = find(spec, (store, reference), any_machine=not train_missing)
         if record is None:
             record = run(spec, data_dir, store, work_dir, log)
         else:
-            log(f"{spec.key}: {record['final_acc']:.2f}% (stored: {record['date']}, "
+            log(f"{record['key']}: {record['final_acc']:.2f}% (stored: {record['date']}, "
                 f"{record['seconds'] or sum(record['epoch_seconds']):.0f} s on {record['machine'].split(',')[0]})")
         records.append(record)
     return records
+
+
+def spec_of(record):
+    """The ``RunSpec`` a stored record was trained from."""
+    return RunSpec(**{**record["spec"], "options": tuple(record["spec"]["options"])})
+
+
+def find(spec, stores, any_machine=False):
+    """The stored record of ``spec`` (its device and precision filled in) in the first of ``stores`` (paths,
+    None skipped) that holds it; with ``any_machine``, else a record of the same settings on another device
+    or precision; None when there is neither."""
+    held = [load_store(path) for path in stores if path]
+    for runs in held:
+        if spec.key in runs:
+            return runs[spec.key]
+    if any_machine:
+        for runs in held:
+            for record in runs.values():
+                if spec_of(record).elsewhere() == spec.elsewhere():
+                    return record
+    return None
+
+
+def plan(specs, store=STORE, reference=None, train_missing=True):
+    """What ``ensure`` would do with the same arguments, before it does: ``(here, elsewhere, to_train)``, the
+    specs (as this machine runs them) stored for this machine, read from another machine's runs, and to be
+    trained."""
+    here, elsewhere, to_train = [], [], []
+    for spec in map(on_this_machine, specs):
+        record = find(spec, (store, reference), any_machine=not train_missing)
+        (to_train if record is None else here if record["key"] == spec.key else elsewhere).append(spec)
+    return here, elsewhere, to_train
+
+
+def plan_line(specs, store=STORE, reference=None, train_missing=True):
+    """``plan`` in words, with the time the runs to train take at the pace of the stored whole runs of the
+    same recipe, epochs, device and precision (or that there are none to go by)."""
+    here, elsewhere, to_train = plan(specs, store, reference, train_missing)
+    if not specs:
+        return "no runs"
+    machine = on_this_machine(specs[0])
+    line = (f"{len(specs)} runs on this machine ({machine.device}, {machine.precision}): {len(here)} stored, "
+            f"{len(elsewhere)} read from another machine's runs, {len(to_train)} to train")
+    if not to_train:
+        return line
+    stored = [*load_store(store).values(), *(load_store(reference).values() if reference else [])]
+    pace = [seconds([record for record in stored if _same_kind(spec_of(record), spec)]) for spec in to_train]
+    known = [value for value in pace if not math.isnan(value)]
+    if len(known) < len(to_train):
+        return line + f" ({len(to_train) - len(known)} with no stored run of the same kind to time them by)"
+    return line + f", about {sum(known) / 60:.0f} min at the pace of the stored runs"
+
+
+def _same_kind(a, b):
+    """Runs whose time is alike: the same recipe, epochs, device and precision."""
+    return (a.recipe, a.epochs, a.device, a.precision) == (b.recipe, b.epochs, b.device, b.precision)
 
 
 def summary(records, field_name="final_acc"):
@@ -260,6 +351,8 @@ def main_cli(argv=None):
                         "folder (default: 0, report on those)")
     parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")
     parser.add_argument("--list", action="store_true", help="print what the store holds and stop")
+    parser.add_argument("--plan", action="store_true", help="say which of the runs asked for the store holds for "
+                        "this machine's device and precision and which would train, and stop")
     parser.add_argument("--summary", action="store_true",
                         help="print mean and spread over seeds of each configuration the store holds, and stop")
     parser.add_argument("options", nargs="*", help="after --: further main.py options")
@@ -282,6 +375,9 @@ def main_cli(argv=None):
                  for seed in args.seeds]
     except ValueError as error:
         parser.error(str(error))
+    if args.plan:
+        print(plan_line(specs, args.store))
+        return
     from training_run import USER_ERRORS
 
     try:

@@ -69,3 +69,20 @@ def test_the_path_check_finds_a_machine_path():
 def test_every_notebook_at_the_top_level_is_a_lesson_with_a_builder():
     assert sorted(path.name for path in ROOT.glob("*.ipynb")) == sorted(LESSONS), \
         "a notebook at the top level is a lesson: add it and its builder (tools/build_*.py) to LESSONS"
+
+
+@pytest.mark.parametrize("name", LESSONS)
+def test_a_learners_run_writes_its_figures_outside_the_committed_ones(name, monkeypatch):
+    """Run all without SMOKE writes every figure under ``FIGURES``, which is not ``Data/`` unless asked for
+    (``FIGURES=Data``, as ``make run`` does for the committed run)."""
+    sources = [cell.source for cell in built(LESSONS[name]).cells if cell.cell_type == "code"]
+    written = re.findall(r"(?:save_path|plot_file)=([^,)\n]+)", "\n".join(sources))
+    assert written and all(target.startswith('f"{FIGURES}/') for target in written), written
+    line = next(line for source in sources for line in source.splitlines() if line.startswith("FIGURES = "))
+    monkeypatch.delenv("FIGURES", raising=False)
+    settings = {"os": __import__("os"), "tempfile": __import__("tempfile"), "SMOKE": False}
+    exec(line, settings)
+    assert Path(settings["FIGURES"]).parts[0] != "Data"
+    monkeypatch.setenv("FIGURES", "Data")
+    exec(line, settings)
+    assert settings["FIGURES"] == "Data"

@@ -3,6 +3,7 @@ continues from its checkpoint, and a broken store or a failed run says so."""
 import json
 import math
 import statistics
+from dataclasses import replace
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 import experiments
 from checkpoints import load_checkpoint
 from experiments import RunSpec
+from precision import cpu_has_bf16
 from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
 
 TINY = ("--batch_size", "32", "--no-weight_average")
@@ -25,20 +27,22 @@ def two_seeds(tiny_cifar, tmp_path_factory):  # noqa: F811
     specs = [RunSpec(max_lr=0.2, seed=seed, epochs=2, options=TINY + ("--save_every", "1")) for seed in (0, 1)]
     lines = []
     records = experiments.ensure(specs, tiny_cifar, store, work, log=lines.append)
-    return specs, records, store, work, lines
+    return [experiments.on_this_machine(spec) for spec in specs], records, store, work, lines
 
 
 def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(two_seeds, tiny_cifar, capsys):  # noqa: F811
     specs, first, store, work, _ = two_seeds
     assert [record["key"] for record in first] == [spec.key for spec in specs]
+    here = f"device=cpu precision={'bf16' if cpu_has_bf16() else 'fp32'}"  # where the test trains them
     assert specs[0].key == ("speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1 "
-                            "seed=0")
+                            f"{here} seed=0")
     record = first[0]
     assert len(record["test_acc"]) == 2 and record["final_acc"] == record["test_acc_tta"]  # the recipe's 6 views
     parts = sum(record["epoch_seconds"]) + record["tta_seconds"]  # each rounded to 0.01 s in the store
     assert record["seconds"] >= parts - 0.02 and parts > 0  # the whole run's clock holds its epochs and the TTA pass
     assert not record["resumed"] and record["machine"]
     assert record["command"].startswith("python main.py --recipe speedrun --scheduler onecycle --seed 0")
+    assert f"--device cpu --precision {specs[0].precision}" in record["command"]  # trained as its key says
     assert first[0]["test_acc"] != first[1]["test_acc"] or first[0]["train_acc"] != first[1]["train_acc"]  # seeds
     stored = json.loads(store.read_text())["runs"]
     assert sorted(run["key"] for run in stored) == sorted(spec.key for spec in specs)
@@ -54,7 +58,7 @@ def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(two_seeds, 
     experiments.main_cli(["--store", str(store), "--summary"])
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 and table[1].endswith(
-        f"speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1: "
+        f"speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1 {here}: "
         f"0: {first[0]['final_acc']:.2f}, 1: {first[1]['final_acc']:.2f}")  # two seeds, one configuration
     assert table[1].split()[:3] == [f"{mean:.2f}%", f"{spread:.2f}", "2"]
 
@@ -127,6 +131,8 @@ def test_a_setting_of_the_run_among_the_further_options_is_refused_not_stored_un
     with pytest.raises(SystemExit):
         experiments.main_cli(["--seeds", "0", "--", "--max_lr=3"])
     assert "--max_lr=3 in the further options" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="--precision in the further options"):  # it is part of the run's name
+        RunSpec(options=("--precision", "fp32"))
     assert RunSpec(epochs=8, options=("--no-weight_average",)).key == (
         "speedrun onecycle max_lr=recipe epochs=8 --no-weight_average seed=0")
 
@@ -164,3 +170,50 @@ def test_a_holdout_share_names_and_passes_the_share():
     assert spec.key == "imagenet onecycle max_lr=recipe epochs=5 holdout=0.1 seed=0"
     assert spec.argv(None, "out")[-2:] == ["--holdout", "0.1"]
     assert RunSpec(holdout=5000).key.endswith("holdout=5000 seed=0")  # the sweep's stored keys stay valid
+
+
+def stored(spec, final_acc, seconds=1000.0):
+    """A record of ``spec`` as ``experiments.run`` stores it (no training)."""
+    return {"key": spec.key, "spec": {**spec.__dict__, "options": list(spec.options)}, "final_acc": final_acc,
+            "seconds": seconds, "epoch_seconds": [seconds], "date": "2026-12-05 10:00 UTC",
+            "machine": "AMD EPYC, 2 cores"}
+
+
+def test_runs_are_named_by_device_and_precision_so_another_machines_run_is_never_taken_for_this_ones(tmp_path):
+    here = experiments.on_this_machine(RunSpec(seed=0))
+    assert here.device == "cpu" and here.precision == ("bf16" if cpu_has_bf16() else "fp32")  # no GPU in the tests
+    assert experiments.on_this_machine(RunSpec(precision="fp32")).precision == "fp32"  # asked for: kept
+    gpu = replace(here, device="cuda", precision="fp16")
+    reference = tmp_path / "committed.json"
+    experiments.save_record(stored(gpu, 94.0), reference)
+    experiments.save_record(stored(replace(here, seed=1), 93.5, seconds=600.0), reference)
+    specs = [RunSpec(seed=0), RunSpec(seed=1), RunSpec(seed=2)]
+    mine = tmp_path / "mine.json"
+    here_, elsewhere, to_train = experiments.plan(specs, mine, reference)
+    assert [s.seed for s in here_] == [1] and elsewhere == [] and [s.seed for s in to_train] == [0, 2]
+    assert experiments.plan_line(specs, mine, reference) == (
+        f"3 runs on this machine (cpu, {here.precision}): 1 stored, 0 read from another machine's runs, 2 to train, "
+        "about 20 min at the pace of the stored runs")  # 2 x 600 s, the stored run of the same kind
+    here_, elsewhere, to_train = experiments.plan(specs, mine, reference, train_missing=False)
+    assert [s.seed for s in elsewhere] == [0] and [s.seed for s in to_train] == [2]  # the GPU's seed 0 read
+    lines = []
+    records = experiments.ensure(specs[:2], None, mine, tmp_path / "work", log=lines.append, reference=reference,
+                                 train_missing=False)
+    assert [r["final_acc"] for r in records] == [94.0, 93.5] and not mine.exists()  # nothing trained, nothing written
+    assert lines[0].startswith(gpu.key + ": 94.00% (stored: ")  # the line names the device and precision it had
+    assert experiments.plan_line([RunSpec(seed=5, epochs=3)], mine, reference).endswith(
+        "1 to train (1 with no stored run of the same kind to time them by)")
+
+
+def test_a_learners_new_runs_go_to_their_own_store_and_the_reference_store_is_never_written(
+        two_seeds, tiny_cifar, tmp_path):  # noqa: F811
+    specs, records, committed, work, _ = two_seeds
+    before = committed.read_bytes()
+    mine = tmp_path / "mine.json"
+    third = replace(specs[0], seed=2, options=specs[0].options[:-2])  # without --save_every: a new run
+    lines = []
+    again = experiments.ensure([specs[0], third], tiny_cifar, mine, tmp_path / "work", log=lines.append,
+                               reference=committed)
+    assert again[0] == json.loads(json.dumps(records[0])) and "(stored: " in lines[0]  # read from the reference, not trained
+    assert committed.read_bytes() == before  # the reference is only read
+    assert list(experiments.load_store(mine)) == [third.key] and again[1]["key"] == third.key

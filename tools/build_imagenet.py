@@ -55,7 +55,8 @@ The next cell holds every setting a run may change. To change one, in Colab as a
 (for a 5-epoch run, `EPOCHS = 5`) or set it in a new cell above before running this one:
 `import os; os.environ["EPOCHS"] = "5"`. The settings: `IMAGENET_DIR` (the data folder), `IMAGE_SIZE` (pixels),
 `BATCH_SIZE`, `LR_ITER` (batches in the range test), `EPOCHS`, `MAX_SAMPLES` (a class-balanced
-subset of at most that many images of each split; 0 for all). `SMOKE=1` makes a tiny run on the CPU,
+subset of at most that many images of each split; 0 for all), `FIGURES` (where the figures go,
+`runs/figures`; those in `Data/` are the committed run's, `FIGURES=Data`, which a re-run leaves as they are). `SMOKE=1` makes a tiny run on the CPU,
 which the tests use. The training recipe itself (optimizer, loss, one-cycle shape) is
 `recipes.IMAGENET`, the one `main.py` uses for image folders.
 

@@ -56,7 +56,8 @@ above it; then run the notebook from there. From a terminal, set them as environ
 `EPOCHS=8 make run`. (`SMOKE=1` is a one-minute run on generated images that tests the notebook.)
 
 The outputs below come from running this notebook with these defaults; the cells print the machine and
-the times."""),
+the times. `FIGURES` is where the figures go (`runs/figures`); those in `Data/` are the committed
+run's (`FIGURES=Data`), which a re-run leaves as they are."""),
 code(settings_cell(
     "from recipes import S10 as recipe",
     SMOKE_SETTING,

@@ -52,6 +52,8 @@ The next cell holds what a run may change. To change a setting, in Colab as anyw
   seconds, machine and date; a cell that needs runs trains only those the file lacks, so re-running the
   notebook costs the by-hand run and the range test. The repository's file holds the runs behind the
   outputs below; point `STORE` to a new file to measure everything on your own machine.
+* `FIGURES`: where the figures go (`runs/figures`); those in `Data/` are the committed run's
+  (`FIGURES=Data`), which a re-run leaves as they are.
 
 (`SMOKE=1` makes a tiny run on generated images, which the tests use.)"""),
 code(settings_cell(

@@ -149,7 +149,9 @@ def smoke_folder(name, folder, comment=None):
     return f'{name} = tempfile.mkdtemp() if SMOKE else "{folder}"' + (f"  # {comment}" if comment else "")
 
 
-FIGURES_SETTING = smoke_folder("FIGURES", "Data")  # the lessons' figures, committed in Data/
+# the lessons' figures: a learner's run writes its own, the committed ones in Data/ came from FIGURES=Data
+FIGURES_SETTING = ('FIGURES = tempfile.mkdtemp() if SMOKE else os.environ.get("FIGURES", "runs/figures")'
+                   '  # Data: the committed ones')
 
 
 def shown(*names, sep=" "):
