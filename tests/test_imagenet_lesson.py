@@ -117,12 +117,13 @@ def test_the_lesson_explains_with_links_and_quotes_no_number_of_an_old_run():
     notebook = lesson()
     text = prose(notebook)
     for link in ("arxiv.org/abs/1506.01186", "arxiv.org/abs/1803.09820", "arxiv.org/abs/1708.07120",
-                 "myrtle.ai/learn/how-to-train-your-resnet", "docs.fast.ai/callback.schedule", "arxiv.org/abs/1512.00567",
+                 "docs.fast.ai/callback.schedule", "arxiv.org/abs/1512.00567",
                  "pytorch.org/docs/stable/amp.html", "memory_format_tutorial", "torch.optim.SGD",
                  "github.com/fastai/imagenette"):
         assert link in text, link
     for concept in ("label smoothing", "Nesterov", "weight decay", "bf16 autocast", "GradScaler", "channels_last",
-                    "momentum cycled", "min_loss", "valley", "steepest", "warm-up", "annealing"):
+                    "momentum cycled", "min_loss", "valley", "steepest", "warm-up", "annealing", "held out",
+                    "87.43%", "91.57%", "fit_flat_cos", "95% t-interval"):
         assert concept in text, concept
     for stale in ("23.5 million", "62.60", "0.0248", "0.0123", "36 minutes", "a few images per second", "at chance",
                   "earlier version", "nbval", " CI "):
@@ -133,7 +134,7 @@ def test_the_lesson_explains_with_links_and_quotes_no_number_of_an_old_run():
     assert not any("progress=False" in source for source in sources), "progress follows progress.show_bar's rule"
     [summary] = [cell for cell in notebook.cells if "block_summary(" in cell.source]
     assert summary.metadata["tags"] == ["nbval-check-output"]
-    assert 'EPOCHS = 5' in text and 'os.environ["EPOCHS"] = "5"' in text, "how to change a setting in Colab"
+    assert 'SEEDS = 3' in text and 'os.environ["SEEDS"] = "3"' in text, "how to change a setting in Colab"
 
 
 def settings_cell(notebook):
@@ -187,8 +188,9 @@ def test_run_all_without_imagenet_dir_downloads_imagenette_and_runs_the_lesson(t
     assert "LR_ITER=20" in settings
     folder = repo / "data" / "imagenette2-160"
     assert sorted(path.name for path in (folder / "train").iterdir()) == list(WNIDS)
-    data = next(text for text in texts if "training images" in text)
-    assert "3 classes: tench (n01440764), English springer (n02102040), parachute (n03888257)" in data
-    assert "36 training images, 12 validation images" in data
+    data = next(text for text in texts if "decoded at" in text)
+    assert "train: 36 images in 3 classes\nval: 12 images in 3 classes" in data
+    assert "36 training and 12 validation images; tench, English springer, parachute" in data
     assert any("epoch  2/2" in text for text in texts), "the lesson trained on the downloaded images"
-    assert any("one-cycle max LR" in text for text in texts)
+    assert any("<- MAX_LR" in text for text in texts), "the stored held-out sweep chose the peak"
+    assert any("the run by hand: " in text for text in texts)
