@@ -223,9 +223,10 @@ print("besides: a range test and one run by hand, trained here")"""),
 md("""## The data
 The lesson decodes every image once, at 1.25x the training size (160 px for 128), into a uint8 array
 kept on disk and memory-mapped (`image_cache.cached_split`, rebuilt whenever the folder changes);
-training crops batches of those arrays with tensor operations. Decoding a JPEG and resizing it costs
-as much CPU time as ResNet-50's step on the image at 128 px, so decoding it in every epoch would
-halve the speed (README, "Speed and benchmarks").
+training crops batches of those arrays with tensor operations. On the 2-core CPU that made the
+committed run, decoding a 224 px JPEG costs about 3% of the image's ResNet-50 step (README, "Speed and
+benchmarks"), so there the model is the bottleneck either way; the cache pays where a fast GPU waits
+on few CPU cores, and for full-size photos, which decode several times slower.
 
 First the folder is counted: a folder with Imagenette's classes but not all its images gets a note, since
 its numbers could not stand beside the leaderboard's. ImageNet's folders are WordNet ids
