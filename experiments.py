@@ -151,7 +151,9 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
     raises KeyboardInterrupt: the same call continues it. The run trains on this machine's device and
     precision unless ``spec`` names them (``on_this_machine``)."""
     from main import settings_from_argv
+    from precision import get_device
     from training_run import train_run
+    from training_utils import NonFiniteLossError
     from utils import describe_machine
 
     spec = on_this_machine(spec)
@@ -166,15 +168,27 @@ def run(spec, data_dir=None, store=STORE, work_dir=None, log=print):
         raise command_line.SettingsError(f"run {spec.key!r}: {error}") from None
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started = time.perf_counter()
-    result = train_run(settings, log=log)
-    if result.interrupted:
-        raise KeyboardInterrupt(f"{spec.key}: stopped; the same call continues it from its last checkpoint")
-    seconds = time.perf_counter() - started
-    record = make_record(spec, result.history, seconds, resumed, load, describe_machine(result.device))
+    try:
+        result = train_run(settings, log=log)
+    except NonFiniteLossError as error:  # a result too: the net does not train at these settings
+        history = {"test_acc": [], "train_acc": [], "eval_split": None, "epoch_time": []}
+        record = make_record(spec, history, time.perf_counter() - started, resumed, load,
+                             describe_machine(get_device(spec.device)))
+        record["diverged"] = str(error)
+    else:
+        if result.interrupted:
+            raise KeyboardInterrupt(f"{spec.key}: stopped; the same call continues it from its last checkpoint")
+        record = make_record(spec, result.history, time.perf_counter() - started, resumed, load,
+                             describe_machine(result.device))
     record["command"] = shlex.join(["python", "main.py", *argv]).replace(str(ROOT) + os.sep, "")
     save_record(record, store)
-    log(f"{spec.key}: {record['final_acc']:.2f}% in {seconds:.0f} s (stored in {Path(store).name})")
+    log(f"{spec.key}: {accuracy(record)} in {record['seconds']:.0f} s (stored in {Path(store).name})")
     return record
+
+
+def accuracy(record):
+    """A record's final accuracy as text: '94.12%', or 'diverged' for a run whose loss became NaN."""
+    return "diverged" if record["final_acc"] is None else f"{record['final_acc']:.2f}%"
 
 
 def make_record(spec, history, seconds, resumed, load, machine):
@@ -182,7 +196,7 @@ def make_record(spec, history, seconds, resumed, load, machine):
     return {
         "key": spec.key, "spec": asdict(spec), "test_acc": history["test_acc"], "train_acc": history["train_acc"],
         "eval_split": history["eval_split"], "test_acc_tta": history.get("test_acc_tta"),
-        "final_acc": history.get("test_acc_tta", history["test_acc"][-1]),
+        "final_acc": history.get("test_acc_tta", history["test_acc"][-1] if history["test_acc"] else None),
         "epoch_seconds": [round(s, 2) for s in history["epoch_time"]],
         "tta_seconds": None if history.get("tta_seconds") is None else round(history["tta_seconds"], 2),
         "seconds": round(seconds, 2), "resumed": resumed, "machine": machine, "load_average_at_start": load,
@@ -203,7 +217,7 @@ def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print, referenc
         if record is None:
             record = run(spec, data_dir, store, work_dir, log)
         else:
-            log(f"{record['key']}: {record['final_acc']:.2f}% (stored: {record['date']}, "
+            log(f"{record['key']}: {accuracy(record)} (stored: {record['date']}, "
                 f"{record['seconds'] or sum(record['epoch_seconds']):.0f} s on {record['machine'].split(',')[0]})")
         records.append(record)
     return records
@@ -266,8 +280,12 @@ def _same_kind(a, b):
 
 
 def summary(records, field_name="final_acc"):
-    """``(mean, standard deviation, n)`` of a field over records (the deviation is 0 for one record)."""
+    """``(mean, standard deviation, n)`` of a field over records (the deviation is 0 for one record); a
+    diverged run has no accuracy, so a group holding one has no mean (ValueError)."""
     values = [record[field_name] for record in records]
+    if None in values:
+        diverged = [record["key"] for record in records if record[field_name] is None]
+        raise ValueError(f"no mean: {len(diverged)} of {len(values)} runs diverged ({', '.join(diverged)})")
     return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0, len(values)
 
 
@@ -332,8 +350,12 @@ def summary_lines(records):
     the mean seconds of a whole run."""
     lines = [f"{'mean':>7s} {'sd':>5s} {'runs':>4s} {'seconds':>8s}  configuration: accuracy per seed"]
     for name, runs in groups(records).items():
+        each = ", ".join(f"{run['spec']['seed']}: {accuracy(run).rstrip('%')}" for run in runs)
+        finished = [run for run in runs if run["final_acc"] is not None]
+        if len(finished) < len(runs):  # no mean over the seeds that did not diverge: it would flatter them
+            lines.append(f"{'-':>7s} {'-':>5s} {len(runs):4d} {clock(seconds(runs)):>8s}  {name}: {each}")
+            continue
         mean, spread, n = summary(runs)
-        each = ", ".join(f"{run['spec']['seed']}: {run['final_acc']:.2f}" for run in runs)
         lines.append(f"{mean:6.2f}% {spread:5.2f} {n:4d} {clock(seconds(runs)):>8s}  {name}: {each}")
     return lines
 
@@ -363,7 +385,7 @@ def main_cli(argv=None):
             resumed = ", resumed: the seconds are its last part's" if record.get("resumed") else ""
             chosen = f"; its LR was chosen on the {record['chosen_on']}: it backs no claim" \
                 if record.get("chosen_on") else ""
-            print(f"{record['final_acc']:6.2f}%  {timed:>9s}  {key}  ({record['machine'].split(',')[0]}{resumed}"
+            print(f"{accuracy(record):>7s}  {timed:>9s}  {key}  ({record['machine'].split(',')[0]}{resumed}"
                   f"{chosen})")
         return
     if args.summary:
@@ -384,7 +406,11 @@ def main_cli(argv=None):
         records = ensure(specs, data_dir, args.store)
     except (KeyboardInterrupt, command_line.SettingsError, *USER_ERRORS) as error:
         sys.exit(f"experiments.py: {error}")
-    mean, spread, n = summary(records)
+    try:
+        mean, spread, n = summary(records)
+    except ValueError as error:  # a run diverged: stored as such, a result like any other
+        print(error)
+        return
     print(f"mean {mean:.2f}% (standard deviation {spread:.2f}, {n} runs)")
 
 

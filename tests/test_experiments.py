@@ -214,6 +214,28 @@ def test_a_learners_new_runs_go_to_their_own_store_and_the_reference_store_is_ne
     lines = []
     again = experiments.ensure([specs[0], third], tiny_cifar, mine, tmp_path / "work", log=lines.append,
                                reference=committed)
-    assert again[0] == json.loads(json.dumps(records[0])) and "(stored: " in lines[0]  # read from the reference, not trained
+    assert again[0] == json.loads(json.dumps(records[0])) and "(stored: " in lines[0]  # read, not trained
     assert committed.read_bytes() == before  # the reference is only read
     assert list(experiments.load_store(mine)) == [third.key] and again[1]["key"] == third.key
+
+
+def test_a_run_whose_loss_diverges_is_stored_as_diverged_and_not_trained_again(
+        tiny_cifar, tmp_path, capsys):  # noqa: F811
+    store = tmp_path / "runs.json"
+    spec = RunSpec(max_lr=1e30, seed=0, epochs=1, options=TINY + ("--tta_views", "1"))
+    lines = []
+    [record] = experiments.ensure([spec], tiny_cifar, store, tmp_path / "work", log=lines.append)
+    assert record["final_acc"] is None and record["test_acc"] == []
+    assert "the loss became nan at epoch 1" in record["diverged"]
+    assert lines[-1].startswith(record["key"] + ": diverged in ")
+    again = []
+    read = experiments.ensure([spec], tiny_cifar, store, tmp_path / "work", log=again.append)
+    assert read == json.loads(json.dumps([record]))
+    assert again[-1].startswith(record["key"] + ": diverged (stored: ")  # read back, not trained again
+    with pytest.raises(ValueError, match="no mean: 1 of 1 runs diverged"):
+        experiments.summary([record])
+    capsys.readouterr()
+    experiments.main_cli(["--store", str(store), "--summary"])
+    assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["-", "-", "1"]  # no mean that hides it
+    experiments.main_cli(["--store", str(store), "--list"])
+    assert capsys.readouterr().out.split()[0] == "diverged"
