@@ -194,8 +194,9 @@ def runs(specs, quiet=False):
 
 
 def best_peak(records):
-    \"\"\"The max LR of the run with the highest held-out accuracy.\"\"\"
-    return max(records, key=lambda record: record["final_acc"])["spec"]["max_lr"]
+    \"\"\"The max LR of the run with the highest held-out accuracy (a diverged run has none).\"\"\"
+    finished = [record for record in records if record["final_acc"] is not None]
+    return max(finished, key=lambda record: record["final_acc"])["spec"]["max_lr"]
 
 
 def stored_peak(specs):
@@ -325,12 +326,13 @@ MAX_LR = best_peak(sweep)
 print(f"\\n{'peak':>6s}  held-out top-1  training accuracy (last epoch)")
 for record in sweep:
     mark = "  <- MAX_LR" if record["spec"]["max_lr"] == MAX_LR else ""
-    print(f"{record['spec']['max_lr']:6g}  {record['final_acc']:13.2f}%  {record['train_acc'][-1]:16.2f}%{mark}")
+    trained = f"{record['train_acc'][-1]:16.2f}%" if record["train_acc"] else f"{'-':>17s}"
+    print(f"{record['spec']['max_lr']:6g}  {experiments.accuracy(record):>14s}  {trained}{mark}")
 edge = " (the grid's edge: a larger grid may do better)" if MAX_LR in (GRID[0], GRID[-1]) else ""
 print(f"MAX_LR = {MAX_LR:g}{edge}; the range test's suggestions: "
       + (", ".join(f"{name} {lr:.3g} ({MAX_LR / lr:.0f}x below MAX_LR)" for name, lr in lr_result.suggestions.items())
          or "none"))
-visualize.plot_sweep([{"max_lr": r["spec"]["max_lr"], "test_acc": r["final_acc"]} for r in sweep],
+visualize.plot_sweep([{"max_lr": r["spec"]["max_lr"], "test_acc": r["final_acc"]} for r in sweep if r["final_acc"]],
                      lr_result.suggestions, None, save_path=f"{FIGURES}/imagenet_holdout_sweep.png",
                      title=f"ResNet-50, {EPOCHS} one-cycle epochs, {IMAGE_SIZE}px, batch {BATCH_SIZE}, seed 0",
                      split="held-out")"""),
@@ -398,7 +400,7 @@ for name, label in SCHEDULES.items():
     tuned = runs([imagenet_run(lr, name, holdout=HOLDOUT) for lr in ARM_GRID], quiet=True)
     peak = best_peak(tuned)
     arms[name] = runs([imagenet_run(peak, name, seed) for seed in range(ARM_SEEDS)], quiet=True)
-    swept = ", ".join(f"{r['spec']['max_lr']:g}: {r['final_acc']:.2f}%" for r in tuned)
+    swept = ", ".join(f"{r['spec']['max_lr']:g}: {experiments.accuracy(r)}" for r in tuned)
     m, s, k = experiments.summary(arms[name])
     print(f"{label}: held-out {swept} -> peak {peak:g}; validation {m:.2f}% (sd {s:.2f}, {k} seeds)")
 differences, mean_difference, low, high = experiments.paired(arms["flat_cosine"], arms["onecycle"])
