@@ -118,7 +118,7 @@ if not IMAGENET_DIR:  # fast.ai's Imagenette: downloaded, checked and unpacked i
     "SEED = 0  # the run by hand: the first of the seeds",
     "LEADERBOARD_5, LEADERBOARD_20 = 87.43, 91.57  # fastai/imagenette README: 128 px, 5 and 20 epochs",
     "HOLDOUT = 0.1  # the share of each class of the training folder every choice is made on",
-    "GRID = (0.05, 0.4) if SMOKE else (0.025, 0.05, 0.1, 0.2, 0.4, 0.8)  # one-cycle peaks swept on the held-out part",
+    "GRID = (0.05, 0.4) if SMOKE else (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # one-cycle peaks tried on the held-out part",
     'STORE = os.environ.get("STORE") or (os.path.join(tempfile.mkdtemp(), "runs.json") if SMOKE else '
     '"runs/imagenette_runs.json")  # yours',
     'REFERENCE = os.environ.get("REFERENCE") or ("tests/smoke_notebooks/imagenette_runs.json" if SMOKE else '
@@ -177,7 +177,7 @@ trains only what neither store holds. `lesson_runs` lists them all: the held-out
 seeds, the schedules' seeds and the 20-epoch run at the peaks those sweeps pick (where the sweeps are
 not stored yet, at the grid's top as a stand-in). The cell says, before anything trains, what will."""),
 code("""SIZE = ("--image_size", str(IMAGE_SIZE), "--batch_size", str(BATCH_SIZE))  # every stored run's options
-ARM_GRID = GRID[-2:] if SMOKE else (0.2, 0.4, 0.8)  # both schedules' peaks, the same grid
+ARM_GRID = GRID[-2:] if SMOKE else (0.2, 0.4, 0.8, 1.6)  # both schedules' peaks, the same grid
 SCHEDULES = {"onecycle": "one cycle (cosine anneal)", "flat_cosine": "flat, then cosine (fastai's fit_flat_cos)"}
 
 
