@@ -239,3 +239,13 @@ def test_a_run_whose_loss_diverges_is_stored_as_diverged_and_not_trained_again(
     assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["-", "-", "1"]  # no mean that hides it
     experiments.main_cli(["--store", str(store), "--list"])
     assert capsys.readouterr().out.split()[0] == "diverged"
+
+
+def test_plan_on_the_command_line_says_what_would_train_and_trains_nothing(tmp_path, capsys):
+    store = tmp_path / "runs.json"
+    experiments.save_record(stored(experiments.on_this_machine(RunSpec(seed=1)), 93.0, seconds=900.0), store)
+    experiments.main_cli(["--store", str(store), "--seeds", "0", "1", "2", "--plan"])
+    here = experiments.on_this_machine(RunSpec())
+    assert capsys.readouterr().out == (f"3 runs on this machine (cpu, {here.precision}): 1 stored, 0 read from another "
+                                       "machine's runs, 2 to train, about 30 min at the pace of the stored runs\n")
+    assert list(experiments.load_store(store)) == [here.key.replace("seed=0", "seed=1")]  # nothing trained
