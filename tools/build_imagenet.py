@@ -177,7 +177,7 @@ trains only what neither store holds. `lesson_runs` lists them all: the held-out
 seeds, the schedules' seeds and the 20-epoch run at the peaks those sweeps pick (where the sweeps are
 not stored yet, at the grid's top as a stand-in). The cell says, before anything trains, what will."""),
 code("""SIZE = ("--image_size", str(IMAGE_SIZE), "--batch_size", str(BATCH_SIZE))  # every stored run's options
-ARM_GRID = GRID[-2:] if SMOKE else (0.2, 0.4, 0.8, 1.6)  # both schedules' peaks, the same grid
+ARM_GRID = GRID[-2:] if SMOKE else (0.1, 0.2, 0.4, 0.8, 1.6)  # both schedules' peaks, the same grid
 SCHEDULES = {"onecycle": "one cycle (cosine anneal)", "flat_cosine": "flat, then cosine (fastai's fit_flat_cos)"}
 
 
