@@ -98,9 +98,13 @@ def on_this_machine(spec):
     """``spec`` with its device and precision filled in as this machine runs it (CUDA when there is one; the
     precision ``auto`` picks there), so that its key says where it trained: a run on a GPU in fp16 and one
     on a CPU in bf16 are two runs, never one stored under the other's name."""
+    import torch
+
     from precision import Precision, get_device
 
     device = get_device(spec.device or "auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise command_line.SettingsError(f"run {spec.key!r}: it names device cuda, and this machine has no CUDA GPU")
     try:
         precision = Precision.resolve(device, spec.precision or "auto").name
     except ValueError as error:
