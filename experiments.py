@@ -355,8 +355,7 @@ def summary_lines(records):
     lines = [f"{'mean':>7s} {'sd':>5s} {'runs':>4s} {'seconds':>8s}  configuration: accuracy per seed"]
     for name, runs in groups(records).items():
         each = ", ".join(f"{run['spec']['seed']}: {accuracy(run).rstrip('%')}" for run in runs)
-        finished = [run for run in runs if run["final_acc"] is not None]
-        if len(finished) < len(runs):  # no mean over the seeds that did not diverge: it would flatter them
+        if any(run["final_acc"] is None for run in runs):  # no mean over the seeds that survived: it would flatter them
             lines.append(f"{'-':>7s} {'-':>5s} {len(runs):4d} {clock(seconds(runs)):>8s}  {name}: {each}")
             continue
         mean, spread, n = summary(runs)
