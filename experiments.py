@@ -227,6 +227,33 @@ def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print, referenc
     return records
 
 
+def tune(spec, grid, widen=2, **where):
+    """Choose ``spec``'s max LR on its held-out images: a run (``ensure``, with ``where``'s store, data folder
+    and so on) at each LR of ``grid``, then, while the best is the largest or smallest LR tried, one more
+    step beyond it at the grid's ratio (at most ``widen`` steps), so that the pick is inside the LRs tried.
+    Returns ``(best LR, {LR: record})``, the LRs in increasing order; a diverged run counts as the worst.
+    ``spec`` must hold images out (``holdout``): a choice made on the test set would be reported on it."""
+    if not spec.holdout:
+        raise ValueError(f"{spec.key}: tune on held-out training images (holdout), never on the test set "
+                         "that reports the result")
+    grid = sorted(grid)
+    if len(grid) < 3:
+        raise ValueError(f"a grid of at least 3 LRs has a best value inside it; got {grid}")
+    ratio = grid[1] / grid[0]
+    runs = dict(zip(grid, ensure([replace(spec, max_lr=lr) for lr in grid], **where)))
+
+    def score(lr):
+        return -math.inf if runs[lr]["final_acc"] is None else runs[lr]["final_acc"]
+
+    for _ in range(widen):
+        best, lrs = max(runs, key=score), sorted(runs)
+        if best not in (lrs[0], lrs[-1]):
+            break
+        lr = float(f"{best * ratio if best == lrs[-1] else best / ratio:.4g}")
+        runs[lr] = ensure([replace(spec, max_lr=lr)], **where)[0]
+    return max(runs, key=score), dict(sorted(runs.items()))
+
+
 def spec_of(record):
     """The ``RunSpec`` a stored record was trained from."""
     return RunSpec(**{**record["spec"], "options": tuple(record["spec"]["options"])})
