@@ -98,9 +98,13 @@ def on_this_machine(spec):
     """``spec`` with its device and precision filled in as this machine runs it (CUDA when there is one; the
     precision ``auto`` picks there), so that its key says where it trained: a run on a GPU in fp16 and one
     on a CPU in bf16 are two runs, never one stored under the other's name."""
+    import torch
+
     from precision import Precision, get_device
 
     device = get_device(spec.device or "auto")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise command_line.SettingsError(f"run {spec.key!r}: it names device cuda, and this machine has no CUDA GPU")
     try:
         precision = Precision.resolve(device, spec.precision or "auto").name
     except ValueError as error:
@@ -221,6 +225,33 @@ def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print, referenc
                 f"{record['seconds'] or sum(record['epoch_seconds']):.0f} s on {record['machine'].split(',')[0]})")
         records.append(record)
     return records
+
+
+def tune(spec, grid, widen=2, **where):
+    """Choose ``spec``'s max LR on its held-out images: a run (``ensure``, with ``where``'s store, data folder
+    and so on) at each LR of ``grid``, then, while the best is the largest or smallest LR tried, one more
+    step beyond it at the grid's ratio (at most ``widen`` steps), so that the pick is inside the LRs tried.
+    Returns ``(best LR, {LR: record})``, the LRs in increasing order; a diverged run counts as the worst.
+    ``spec`` must hold images out (``holdout``): a choice made on the test set would be reported on it."""
+    if not spec.holdout:
+        raise ValueError(f"{spec.key}: tune on held-out training images (holdout), never on the test set "
+                         "that reports the result")
+    grid = sorted(grid)
+    if len(grid) < 3:
+        raise ValueError(f"a grid of at least 3 LRs has a best value inside it; got {grid}")
+    ratio = grid[1] / grid[0]
+    runs = dict(zip(grid, ensure([replace(spec, max_lr=lr) for lr in grid], **where)))
+
+    def score(lr):
+        return -math.inf if runs[lr]["final_acc"] is None else runs[lr]["final_acc"]
+
+    for _ in range(widen):
+        best, lrs = max(runs, key=score), sorted(runs)
+        if best not in (lrs[0], lrs[-1]):
+            break
+        lr = float(f"{best * ratio if best == lrs[-1] else best / ratio:.4g}")
+        runs[lr] = ensure([replace(spec, max_lr=lr)], **where)[0]
+    return max(runs, key=score), dict(sorted(runs.items()))
 
 
 def spec_of(record):
@@ -351,8 +382,7 @@ def summary_lines(records):
     lines = [f"{'mean':>7s} {'sd':>5s} {'runs':>4s} {'seconds':>8s}  configuration: accuracy per seed"]
     for name, runs in groups(records).items():
         each = ", ".join(f"{run['spec']['seed']}: {accuracy(run).rstrip('%')}" for run in runs)
-        finished = [run for run in runs if run["final_acc"] is not None]
-        if len(finished) < len(runs):  # no mean over the seeds that did not diverge: it would flatter them
+        if any(run["final_acc"] is None for run in runs):  # no mean over the seeds that survived: it would flatter them
             lines.append(f"{'-':>7s} {'-':>5s} {len(runs):4d} {clock(seconds(runs)):>8s}  {name}: {each}")
             continue
         mean, spread, n = summary(runs)

@@ -11,6 +11,7 @@ import torch
 import experiments
 from checkpoints import load_checkpoint
 from experiments import RunSpec
+from command_line import SettingsError
 from precision import cpu_has_bf16
 from tests.test_main import tiny_cifar  # noqa: F401 (a fixture)
 
@@ -33,7 +34,8 @@ def two_seeds(tiny_cifar, tmp_path_factory):  # noqa: F811
 def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(two_seeds, tiny_cifar, capsys):  # noqa: F811
     specs, first, store, work, _ = two_seeds
     assert [record["key"] for record in first] == [spec.key for spec in specs]
-    here = f"device=cpu precision={'bf16' if cpu_has_bf16() else 'fp32'}"  # where the test trains them
+    here = f"device={specs[0].device} precision={specs[0].precision}"  # where this machine trains them
+    assert specs[0].precision == ("bf16" if cpu_has_bf16() else "fp32") or specs[0].device == "cuda"
     assert specs[0].key == ("speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1 "
                             f"{here} seed=0")
     record = first[0]
@@ -42,7 +44,7 @@ def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(two_seeds, 
     assert record["seconds"] >= parts - 0.02 and parts > 0  # the whole run's clock holds its epochs and the TTA pass
     assert not record["resumed"] and record["machine"]
     assert record["command"].startswith("python main.py --recipe speedrun --scheduler onecycle --seed 0")
-    assert f"--device cpu --precision {specs[0].precision}" in record["command"]  # trained as its key says
+    assert f"--device {specs[0].device} --precision {specs[0].precision}" in record["command"]  # as its key says
     assert first[0]["test_acc"] != first[1]["test_acc"] or first[0]["train_acc"] != first[1]["train_acc"]  # seeds
     stored = json.loads(store.read_text())["runs"]
     assert sorted(run["key"] for run in stored) == sorted(spec.key for spec in specs)
@@ -179,10 +181,13 @@ def stored(spec, final_acc, seconds=1000.0):
             "machine": "AMD EPYC, 2 cores"}
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="names runs as a CPU-only machine does")
 def test_runs_are_named_by_device_and_precision_so_another_machines_run_is_never_taken_for_this_ones(tmp_path):
     here = experiments.on_this_machine(RunSpec(seed=0))
     assert here.device == "cpu" and here.precision == ("bf16" if cpu_has_bf16() else "fp32")  # no GPU in the tests
     assert experiments.on_this_machine(RunSpec(precision="fp32")).precision == "fp32"  # asked for: kept
+    with pytest.raises(SettingsError, match="names device cuda, and this machine has no CUDA GPU"):
+        experiments.on_this_machine(RunSpec(device="cuda"))
     gpu = replace(here, device="cuda", precision="fp16")
     reference = tmp_path / "committed.json"
     experiments.save_record(stored(gpu, 94.0), reference)

@@ -1,0 +1,120 @@
+"""The speedrun lesson's schedule experiment: does one cycle train better than other LR schedules?
+
+Every arm is the speedrun recipe (10 epochs) with another schedule, and every arm gets the same tuning
+budget: its peak LR swept over one grid on 5,000 held-out training images (seed 0; widened past an edge
+when the best is there, ``experiments.tune``). Then each arm trains at its own pick with the same seeds
+0-4 on the whole training set, and the test set reports them: each arm minus one cycle, seed by seed,
+with a 95% t-interval (``experiments.paired``). Runs go into a store (``experiments``), so the experiment
+stops and continues where it was; the test set chooses nothing.
+
+    python schedule_experiment.py --data_dir $CIFAR10_DIR --store runs/schedules.json          # all of it
+    python schedule_experiment.py --store runs/schedules.json --plan         # what is stored, what would train
+"""
+import argparse
+import os
+import sys
+from dataclasses import replace
+
+import command_line
+import experiments
+from experiments import RunSpec
+from recipes import RECIPES
+
+ARMS = {  # name: (main.py --scheduler, further main.py options)
+    "one cycle, linear anneal": ("onecycle", ()),  # the recipe's (airbench94's)
+    "one cycle, cosine anneal": ("onecycle", ("--anneal_strategy", "cos")),  # OneCycleLR's and fastai's default
+    "warm-up, then step decay": ("warmup_step", ()),  # the same warm-up, then x0.1 at 1/2 and 3/4 of the steps
+    "constant": ("constant", ()),
+    "flat, then cosine": ("flat_cosine", ()),  # fastai's fit_flat_cos
+}
+REFERENCE = "one cycle, linear anneal"  # the lesson's schedule: every other arm is compared with it
+GRID = (0.375, 0.75, 1.5, 3.0)  # peak LRs, x2 apart; the recipe's 1.5 inside
+HOLDOUT = 5000  # held-out training images (500 per class) that choose each arm's LR
+TUNING_SEED = 0
+SEEDS = (0, 1, 2, 3, 4)
+RECIPE = "speedrun"
+
+
+def arm_spec(name, **fields):
+    """The ``RunSpec`` of arm ``name`` (its scheduler and options) with ``fields`` (max_lr, seed, holdout...)."""
+    scheduler, options = ARMS[name]
+    return RunSpec(scheduler=scheduler, options=options, recipe=RECIPE, **fields)
+
+
+def tuned(names=ARMS, **where):
+    """``{arm: (its best LR, {LR: held-out record})}``: each arm's sweep (``experiments.tune``; ``where``: the
+    store, reference store, data folder... of ``experiments.ensure``)."""
+    return {name: experiments.tune(arm_spec(name, holdout=HOLDOUT, seed=TUNING_SEED), GRID, **where)
+            for name in names}
+
+
+def final_spec(name, max_lr, seed):
+    """Arm ``name`` at its chosen LR on the whole training set. At the recipe's own peak the LR is left as
+    the recipe's (``max_lr=recipe`` in the store), which is how the lesson's seeds of the recipe are named."""
+    return arm_spec(name, max_lr=None if max_lr == RECIPES[RECIPE].max_lr else max_lr, seed=seed)
+
+
+def final_runs(picks, **where):
+    """``{arm: [records of SEEDS]}`` at each arm's pick (``{arm: LR}``), reported on the test set."""
+    return {name: experiments.ensure([final_spec(name, lr, seed) for seed in SEEDS], **where)
+            for name, lr in picks.items()}
+
+
+def sweep_lines(sweeps):
+    """One line per arm: its held-out accuracy at each LR tried and its pick."""
+    return [f"{name:26s} " + ", ".join(f"{lr:g}: {experiments.accuracy(record)}" for lr, record in runs.items())
+            + f"  -> {best:g}" for name, (best, runs) in sweeps.items()]
+
+
+def comparison_lines(results, reference=REFERENCE):
+    """Each arm's test accuracy over its seeds, and its paired difference to ``reference`` with the 95%
+    t-interval, then how many comparisons were made (each interval misses its true difference 5% of the
+    time, so among several, one missing is likelier)."""
+    lines = [f"{'arm':26s} {'mean':>7s} {'sd':>5s} {'n':>2s}  minus {reference}: mean [95% interval] per seed"]
+    for name, records in results.items():
+        mean, spread, n = experiments.summary(records)
+        line = f"{name:26s} {mean:6.2f}% {spread:5.2f} {n:2d}"
+        if name != reference:
+            differences, middle, low, high = experiments.paired(records, results[reference])
+            line += f"  {middle:+.2f} [{low:+.2f}, {high:+.2f}]  " + ", ".join(f"{d:+.2f}" for d in differences)
+        lines.append(line)
+    compared = len(results) - 1
+    lines.append(f"{compared} comparisons with {reference}: with {compared} intervals at 95%, the chance that at "
+                 f"least one misses its true difference is up to {1 - 0.95 ** compared:.0%}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
+    parser.add_argument("--store", default=experiments.STORE, help="the JSON store of runs (default: the lesson's)")
+    parser.add_argument("--reference", help="a store read but never written (the committed runs)")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
+                        help=f"the arms to run (default: all: {', '.join(ARMS)})")
+    parser.add_argument("--sweeps_only", action="store_true", help="tune the arms and stop before the seeds")
+    parser.add_argument("--plan", action="store_true", help="say what is stored and what the grids would train, "
+                        "and stop (the seeds' runs depend on the picks)")
+    args = parser.parse_args(argv)
+    where = dict(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), store=args.store, reference=args.reference)
+    if args.plan:
+        grids = [arm_spec(name, holdout=HOLDOUT, seed=TUNING_SEED, max_lr=lr) for name in args.arms for lr in GRID]
+        print("grids: " + experiments.plan_line(grids, args.store, args.reference))
+        return
+    from training_run import USER_ERRORS
+
+    try:
+        sweeps = tuned(args.arms, **where)
+        print("\n".join(["held-out accuracy of each arm's peak LRs (seed 0):", *sweep_lines(sweeps)]))
+        if args.sweeps_only:
+            return
+        names = dict.fromkeys([REFERENCE, *args.arms])  # the reference first: everything is compared with it
+        sweeps.update(tuned([name for name in names if name not in sweeps], **where))
+        results = final_runs({name: sweeps[name][0] for name in names}, **where)
+    except (KeyboardInterrupt, command_line.SettingsError, *USER_ERRORS) as error:
+        sys.exit(f"schedule_experiment.py: {error}")
+    print("\n".join(["test accuracy at each arm's pick, seeds " + ", ".join(map(str, SEEDS)) + ":",
+                     *comparison_lines(results)]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""experiments.tune and schedule_experiment.py: every arm's LR chosen on held-out images over one grid, the
+pick kept inside the LRs tried, and the arms compared with one cycle seed by seed (stored records: the
+statistics and the choices are what is tested here; test_experiments trains real runs)."""
+import pytest
+
+import experiments
+import schedule_experiment as se
+from experiments import RunSpec
+from tests.test_experiments import stored
+
+HERE = dict(device="cpu", precision="fp32")  # named in full: the tests never depend on this machine's kind
+
+
+def store_of(tmp_path, accuracy_by_lr, spec):
+    store = tmp_path / "runs.json"
+    for lr, accuracy in accuracy_by_lr.items():
+        experiments.save_record(stored(RunSpec(**{**spec.__dict__, "max_lr": lr}), accuracy), store)
+    return store
+
+
+def test_tune_refuses_to_choose_on_the_test_set_and_needs_a_grid_with_an_inside():
+    with pytest.raises(ValueError, match="never on the test set"):
+        experiments.tune(RunSpec(**HERE), (0.5, 1, 2))
+    with pytest.raises(ValueError, match="at least 3 LRs"):
+        experiments.tune(RunSpec(holdout=5000, **HERE), (0.5, 1))
+
+
+def test_tune_picks_the_best_held_out_lr_and_widens_the_grid_while_the_best_is_at_its_edge(tmp_path):
+    spec = RunSpec(holdout=5000, **HERE)
+    store = store_of(tmp_path, {0.375: 92.0, 0.75: 92.5, 1.5: 93.0, 3.0: 93.4, 6.0: 93.1, 12.0: 50.0}, spec)
+    lines = []
+    best, runs = experiments.tune(spec, (1.5, 0.375, 3.0, 0.75), store=store, log=lines.append)
+    assert best == 3.0 and list(runs) == [0.375, 0.75, 1.5, 3.0, 6.0]  # one step past the edge, then inside
+    assert all("(stored: " in line for line in lines) and len(lines) == 5  # read, nothing trained; 12 never asked
+    inside = store_of(tmp_path, {0.375: 92.0, 0.75: 93.5, 1.5: 93.0, 3.0: None}, spec)  # 3.0 diverged
+    best, runs = experiments.tune(spec, se.GRID, store=inside, log=lambda line: None)
+    assert best == 0.75 and list(runs) == list(se.GRID)  # a diverged run is the worst, not an error
+
+
+def test_tune_stops_widening_after_its_budget_even_at_the_edge(tmp_path):
+    spec = RunSpec(holdout=5000, **HERE)
+    store = store_of(tmp_path, {0.1875: 91.0, 0.09375: 91.5, 0.375: 90.0, 0.75: 89.0, 1.5: 88.0, 3.0: 87.0}, spec)
+    best, runs = experiments.tune(spec, se.GRID, widen=1, store=store, log=lambda line: None)
+    assert best == 0.1875 and min(runs) == 0.1875  # at the edge still: the caller sees it in the LRs tried
+    best, runs = experiments.tune(spec, se.GRID, store=store, log=lambda line: None)
+    assert best == 0.09375 and min(runs) == 0.09375
+
+
+def test_the_arms_reuse_the_committed_held_out_runs_and_the_lessons_seeds_of_the_recipe():
+    committed = experiments.load_store(experiments.STORE)
+    machine = dict(device="cpu", precision="bf16")  # where the committed runs trained
+    for lr in (0.75, 1.5):
+        spec = se.arm_spec(se.REFERENCE, holdout=se.HOLDOUT, max_lr=lr, seed=se.TUNING_SEED, **machine)
+        assert spec.key in committed and committed[spec.key]["eval_split"] == "holdout 5000"
+    for seed in se.SEEDS:  # one cycle at the recipe's peak: the lesson's five stored seeds, not five new runs
+        assert RunSpec(**{**se.final_spec(se.REFERENCE, 1.5, seed).__dict__, **machine}).key in committed
+    cosine = se.arm_spec("one cycle, cosine anneal", max_lr=0.75)
+    assert cosine.argv(None, "out")[-2:] == ["--anneal_strategy", "cos"] and se.final_spec("constant", 0.75, 0).max_lr == 0.75
+
+
+def test_comparison_lines_give_each_arms_paired_difference_with_its_interval_and_count_the_comparisons():
+    def runs(name, accuracies):
+        return [stored(se.arm_spec(name, seed=seed, **HERE), value) for seed, value in enumerate(accuracies)]
+
+    results = {se.REFERENCE: runs(se.REFERENCE, [94.0, 93.8, 94.2]),
+               "constant": runs("constant", [93.0, 92.9, 93.1]), "flat, then cosine": runs("flat, then cosine",
+                                                                                              [94.1, 93.7, 94.3])}
+    lines = se.comparison_lines(results)
+    assert lines[1].startswith(f"{se.REFERENCE:26s}  94.00%  0.20  3") and "[" not in lines[1]
+    _, mean, low, high = experiments.paired(results["constant"], results[se.REFERENCE])
+    assert mean == pytest.approx(-1.0) and low < -1.0 < high and high < 0
+    assert f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]  -1.00, -0.90, -1.10" in lines[2]
+    assert lines[-1] == ("2 comparisons with one cycle, linear anneal: with 2 intervals at 95%, the chance that "
+                         "at least one misses its true difference is up to 10%")
+
+
+def test_plan_says_what_the_grids_would_train_and_trains_nothing(tmp_path, capsys):
+    store = tmp_path / "runs.json"
+    se.main(["--store", str(store), "--arms", "constant", "--plan"])
+    line = capsys.readouterr().out
+    assert line.startswith("grids: 4 runs on this machine (") and ": 0 stored, 0 read from another machine's runs, " \
+        "4 to train" in line and not store.exists()
