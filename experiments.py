@@ -233,6 +233,26 @@ def tune(spec, grid, widen=2, **where):
     step beyond it at the grid's ratio (at most ``widen`` steps), so that the pick is inside the LRs tried.
     Returns ``(best LR, {LR: record})``, the LRs in increasing order; a diverged run counts as the worst.
     ``spec`` must hold images out (``holdout``): a choice made on the test set would be reported on it."""
+    return _tune(spec, grid, widen, lambda specs: ensure(specs, **where))
+
+
+def stored_pick(spec, grid, widen=2, stores=(), any_machine=False):
+    """What ``tune`` returns, from the runs ``stores`` hold for this machine (or, with ``any_machine``, for
+    another), training nothing; None while a run it needs is not stored."""
+    def read(specs):
+        found = [find(on_this_machine(one), stores, any_machine) for one in specs]
+        if None in found:
+            raise LookupError
+        return found
+
+    try:
+        return _tune(spec, grid, widen, read)
+    except LookupError:
+        return None
+
+
+def _tune(spec, grid, widen, records):
+    """``tune`` with ``records(specs) -> [record]`` to run or read the specs."""
     if not spec.holdout:
         raise ValueError(f"{spec.key}: tune on held-out training images (holdout), never on the test set "
                          "that reports the result")
@@ -240,7 +260,7 @@ def tune(spec, grid, widen=2, **where):
     if len(grid) < 3:
         raise ValueError(f"a grid of at least 3 LRs has a best value inside it; got {grid}")
     ratio = grid[1] / grid[0]
-    runs = dict(zip(grid, ensure([replace(spec, max_lr=lr) for lr in grid], **where)))
+    runs = dict(zip(grid, records([replace(spec, max_lr=lr) for lr in grid])))
 
     def score(lr):
         return -math.inf if runs[lr]["final_acc"] is None else runs[lr]["final_acc"]
@@ -250,7 +270,7 @@ def tune(spec, grid, widen=2, **where):
         if best not in (lrs[0], lrs[-1]):
             break
         lr = float(f"{best * ratio if best == lrs[-1] else best / ratio:.4g}")
-        runs[lr] = ensure([replace(spec, max_lr=lr)], **where)[0]
+        runs[lr] = records([replace(spec, max_lr=lr)])[0]
     return max(runs, key=score), dict(sorted(runs.items()))
 
 

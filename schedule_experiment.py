@@ -84,6 +84,22 @@ def comparison_lines(results, reference=REFERENCE):
     return lines
 
 
+def plan_line(names, store, reference=None):
+    """``experiments.plan_line`` of the runs the experiment needs: an arm's sweep, then, once its pick is
+    stored, its seeds at the pick (an arm still tuning adds its grid only)."""
+    specs, tuning = [], 0
+    for name in names:
+        spec = arm_spec(name, holdout=HOLDOUT, seed=TUNING_SEED)
+        picked = experiments.stored_pick(spec, GRID, stores=(store, reference))
+        if picked is None:
+            specs += [replace(spec, max_lr=lr) for lr in GRID]
+            tuning += 1
+        else:
+            specs += [*map(experiments.spec_of, picked[1].values()), *(final_spec(name, picked[0], seed) for seed in SEEDS)]
+    return experiments.plan_line(specs, store, reference) + (
+        f"; {tuning} arms still tuning: their seeds come after" if tuning else "")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
@@ -92,13 +108,12 @@ def main(argv=None):
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                         help=f"the arms to run (default: all: {', '.join(ARMS)})")
     parser.add_argument("--sweeps_only", action="store_true", help="tune the arms and stop before the seeds")
-    parser.add_argument("--plan", action="store_true", help="say what is stored and what the grids would train, "
-                        "and stop (the seeds' runs depend on the picks)")
+    parser.add_argument("--plan", action="store_true", help="say what is stored and what would train (an arm's seeds "
+                        "once its pick is known), and stop")
     args = parser.parse_args(argv)
     where = dict(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), store=args.store, reference=args.reference)
     if args.plan:
-        grids = [arm_spec(name, holdout=HOLDOUT, seed=TUNING_SEED, max_lr=lr) for name in args.arms for lr in GRID]
-        print("grids: " + experiments.plan_line(grids, args.store, args.reference))
+        print(plan_line(args.arms, args.store, args.reference))
         return
     from training_run import USER_ERRORS
 

@@ -74,9 +74,26 @@ def test_comparison_lines_give_each_arms_paired_difference_with_its_interval_and
                          "at least one misses its true difference is up to 10%")
 
 
-def test_plan_says_what_the_grids_would_train_and_trains_nothing(tmp_path, capsys):
+def test_plan_counts_an_arms_grid_while_it_tunes_then_its_seeds_at_the_pick_and_trains_nothing(tmp_path, capsys):
     store = tmp_path / "runs.json"
     se.main(["--store", str(store), "--arms", "constant", "--plan"])
     line = capsys.readouterr().out
-    assert line.startswith("grids: 4 runs on this machine (") and ": 0 stored, 0 read from another machine's runs, " \
-        "4 to train" in line and not store.exists()
+    assert line.startswith("4 runs on this machine (") and line.endswith(
+        ": 0 stored, 0 read from another machine's runs, 4 to train (4 with no stored run of the same kind to "
+        "time them by); 1 arms still tuning: their seeds come after\n") and not store.exists()
+    for lr, accuracy in zip(se.GRID, (91.0, 92.0, 91.5, 90.0)):
+        experiments.save_record(stored(experiments.on_this_machine(se.arm_spec("constant", holdout=se.HOLDOUT,
+                                                                                max_lr=lr)), accuracy), store)
+    se.main(["--store", str(store), "--arms", "constant", "--plan"])
+    assert ": 4 stored, 0 read from another machine's runs, 5 to train" in capsys.readouterr().out  # seeds at 0.75
+
+
+def test_stored_pick_is_tunes_pick_from_the_stores_alone_and_none_while_a_run_is_missing(tmp_path):
+    spec = RunSpec(holdout=5000, **HERE)
+    store = store_of(tmp_path, {0.375: 92.0, 0.75: 92.5, 1.5: 93.0, 3.0: 93.4}, spec)
+    assert experiments.stored_pick(spec, se.GRID, stores=(store,)) is None  # 6.0 is needed and not stored
+    experiments.save_record(stored(RunSpec(**{**spec.__dict__, "max_lr": 6.0}), 93.1), store)
+    before = store.read_bytes()
+    best, runs = experiments.stored_pick(spec, se.GRID, stores=(store,))
+    assert (best, list(runs)) == (3.0, [0.375, 0.75, 1.5, 3.0, 6.0]) and store.read_bytes() == before
+    assert (best, runs) == experiments.tune(spec, se.GRID, store=store, log=lambda line: None)
