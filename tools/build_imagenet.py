@@ -118,7 +118,7 @@ if not IMAGENET_DIR:  # fast.ai's Imagenette: downloaded, checked and unpacked i
     "SEED = 0  # the run by hand: the first of the seeds",
     "LEADERBOARD_5, LEADERBOARD_20 = 87.43, 91.57  # fastai/imagenette README: 128 px, 5 and 20 epochs",
     "HOLDOUT = 0.1  # the share of each class of the training folder every choice is made on",
-    "GRID = (0.05, 0.4) if SMOKE else (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # one-cycle peaks tried on the held-out part",
+    "GRID = (0.05, 0.2, 0.8) if SMOKE else (0.025, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6)  # one-cycle peaks tried on the held-out part",
     'STORE = os.environ.get("STORE") or (os.path.join(tempfile.mkdtemp(), "runs.json") if SMOKE else '
     '"runs/imagenette_runs.json")  # yours',
     'REFERENCE = os.environ.get("REFERENCE") or ("tests/smoke_notebooks/imagenette_runs.json" if SMOKE else '
@@ -177,7 +177,7 @@ trains only what neither store holds. `lesson_runs` lists them all: the held-out
 seeds, the schedules' seeds and the 20-epoch run at the peaks those sweeps pick (where the sweeps are
 not stored yet, at the grid's top as a stand-in). The cell says, before anything trains, what will."""),
 code("""SIZE = ("--image_size", str(IMAGE_SIZE), "--batch_size", str(BATCH_SIZE))  # every stored run's options
-ARM_GRID = GRID[-2:] if SMOKE else (0.1, 0.2, 0.4, 0.8, 1.6)  # both schedules' peaks, the same grid
+ARM_GRID = GRID if SMOKE else (0.1, 0.2, 0.4, 0.8, 1.6)  # both schedules' peaks: the same grid, widened at an edge best
 SCHEDULES = {"onecycle": "one cycle (cosine anneal)", "flat_cosine": "flat, then cosine (fastai's fit_flat_cos)"}
 
 
@@ -193,28 +193,31 @@ def runs(specs, quiet=False):
                               reference=REFERENCE, train_missing=TRAIN_MISSING)
 
 
-def best_peak(records):
-    \"\"\"The max LR of the run with the highest held-out accuracy (a diverged run has none).\"\"\"
-    finished = [record for record in records if record["final_acc"] is not None]
-    return max(finished, key=lambda record: record["final_acc"])["spec"]["max_lr"]
+def tuned(scheduler, grid, quiet=False):
+    \"\"\"``(best peak, {peak: record})`` of ``scheduler`` on the held-out images: ``experiments.tune`` (a run
+    per peak of ``grid``, one more beyond an edge where the best is there).\"\"\"
+    return experiments.tune(imagenet_run(None, scheduler, holdout=HOLDOUT), grid, data_dir=IMAGENET_DIR, store=STORE,
+                            work_dir=RUNS_DIR, log=(lambda line: None) if quiet else print, reference=REFERENCE,
+                            train_missing=TRAIN_MISSING)
 
 
-def stored_peak(specs):
-    \"\"\"``best_peak`` of ``specs`` where every one of them is stored already, else None (nothing trains).\"\"\"
-    found = [experiments.find(experiments.on_this_machine(spec), (STORE, REFERENCE), not TRAIN_MISSING)
-             for spec in specs]
-    return best_peak(found) if all(found) else None
+def planned_sweep(scheduler, grid):
+    \"\"\"The runs ``tuned`` reads or trains and its pick, from the stores alone; while a sweep is not stored,
+    its grid and the grid's top as a stand-in for the pick.\"\"\"
+    spec = imagenet_run(None, scheduler, holdout=HOLDOUT)
+    picked = experiments.stored_pick(spec, grid, stores=(STORE, REFERENCE), any_machine=not TRAIN_MISSING)
+    if picked is None:
+        return [replace(spec, max_lr=lr) for lr in grid], grid[-1]
+    return [replace(spec, max_lr=lr) for lr in picked[1]], picked[0]
 
 
 def lesson_runs():
     \"\"\"Every stored run the lesson reads, in the order its cells read them.\"\"\"
-    sweep = [imagenet_run(lr, holdout=HOLDOUT) for lr in GRID]
-    arm_sweeps = {name: [imagenet_run(lr, name, holdout=HOLDOUT) for lr in ARM_GRID] for name in SCHEDULES}
-    peak = stored_peak(sweep) or GRID[-1]
-    arm_peaks = {name: stored_peak(specs) or ARM_GRID[-1] for name, specs in arm_sweeps.items()}
+    sweep, peak = planned_sweep("onecycle", GRID)
+    arm_sweeps = {name: planned_sweep(name, ARM_GRID) for name in SCHEDULES}
     return (sweep + [imagenet_run(peak, seed=seed) for seed in range(SEEDS)]
-            + [spec for specs in arm_sweeps.values() for spec in specs]
-            + [imagenet_run(arm_peaks[name], name, seed) for name in SCHEDULES for seed in range(ARM_SEEDS)]
+            + [spec for specs, _ in arm_sweeps.values() for spec in specs]
+            + [imagenet_run(pick, name, seed) for name, (_, pick) in arm_sweeps.items() for seed in range(ARM_SEEDS)]
             + [imagenet_run(peak, epochs=4 * EPOCHS)])
 
 
@@ -317,18 +320,20 @@ md("""## The peak, chosen on held-out images
 A rule is only as good as the training it leads to. Each run below trains a fresh ResNet-50 for the
 lesson's 5 one-cycle epochs at one peak of `GRID` (seed 0, so the runs differ only in their peak) on
 the training folder less 10% of each class, and is scored on that 10% (947 images, the same for
-every run: `dataset.holdout_split`). The best peak becomes `MAX_LR`; the validation folder plays no
+every run: `dataset.holdout_split`). The best peak becomes `MAX_LR` (`experiments.tune`, which would
+train one more peak beyond the grid's edge if the best were there); the validation folder plays no
 part. One run per peak on 947 images: two runs' accuracies differ by about 2 points of binomial
 standard error alone (sqrt(2 p (1 - p) / 947) near p = 0.7), and the seeds add their own spread
 (measured below), so only gaps of several points rank two peaks."""),
-code("""sweep = runs([imagenet_run(lr, holdout=HOLDOUT) for lr in GRID])
-MAX_LR = best_peak(sweep)
+code("""MAX_LR, sweep = tuned("onecycle", GRID)
+sweep = list(sweep.values())
 print(f"\\n{'peak':>6s}  held-out top-1  training accuracy (last epoch)")
 for record in sweep:
     mark = "  <- MAX_LR" if record["spec"]["max_lr"] == MAX_LR else ""
     trained = f"{record['train_acc'][-1]:16.2f}%" if record["train_acc"] else f"{'-':>17s}"
     print(f"{record['spec']['max_lr']:6g}  {experiments.accuracy(record):>14s}  {trained}{mark}")
-edge = " (the grid's edge: a larger grid may do better)" if MAX_LR in (GRID[0], GRID[-1]) else ""
+tried = [record["spec"]["max_lr"] for record in sweep]
+edge = " (the edge of the peaks tried: a wider grid may do better)" if MAX_LR in (tried[0], tried[-1]) else ""
 print(f"MAX_LR = {MAX_LR:g}{edge}; the range test's suggestions: "
       + (", ".join(f"{name} {lr:.3g} ({MAX_LR / lr:.0f}x below MAX_LR)" for name, lr in lr_result.suggestions.items())
          or "none"))
@@ -392,15 +397,15 @@ print(f"leaderboard ({LEADERBOARD_5}%): {mean - LEADERBOARD_5:+.2f} points; "
 md("""## One cycle against fastai's schedule
 The leaderboard's recipe trains with fastai's `fit_flat_cos`: the peak from the first step for 75% of
 the steps, then a cosine down to zero (`main.py --scheduler flat_cosine`). Each schedule gets the same
-tuning budget: its peak swept over the same grid on the held-out images (seed 0); then each trains at
+tuning budget: its peak swept over the same grid on the held-out images (seed 0), and one or two steps
+further where its best is at the grid's edge (`experiments.tune`); then each trains at
 its own pick over the same seeds, and the per-seed differences (flat-then-cosine minus one cycle) give
 a mean with a 95% t-interval (`experiments.paired`). One comparison."""),
 code("""arms = {}
 for name, label in SCHEDULES.items():
-    tuned = runs([imagenet_run(lr, name, holdout=HOLDOUT) for lr in ARM_GRID], quiet=True)
-    peak = best_peak(tuned)
+    peak, tried = tuned(name, ARM_GRID, quiet=True)
     arms[name] = runs([imagenet_run(peak, name, seed) for seed in range(ARM_SEEDS)], quiet=True)
-    swept = ", ".join(f"{r['spec']['max_lr']:g}: {experiments.accuracy(r)}" for r in tuned)
+    swept = ", ".join(f"{lr:g}: {experiments.accuracy(r)}" for lr, r in tried.items())
     m, s, k = experiments.summary(arms[name])
     print(f"{label}: held-out {swept} -> peak {peak:g}; validation {m:.2f}% (sd {s:.2f}, {k} seeds)")
 differences, mean_difference, low, high = experiments.paired(arms["flat_cosine"], arms["onecycle"])
