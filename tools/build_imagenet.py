@@ -187,18 +187,16 @@ def imagenet_run(max_lr, scheduler="onecycle", seed=0, holdout=0, epochs=None):
                    recipe="imagenet", holdout=holdout)
 
 
-def runs(specs, quiet=False):
+def runs(specs):
     \"\"\"The records of ``specs``: stored ones read, the others trained (experiments.ensure).\"\"\"
-    return experiments.ensure(specs, IMAGENET_DIR, STORE, RUNS_DIR, log=(lambda line: None) if quiet else print,
-                              reference=REFERENCE, train_missing=TRAIN_MISSING)
+    return experiments.ensure(specs, IMAGENET_DIR, STORE, RUNS_DIR, reference=REFERENCE, train_missing=TRAIN_MISSING)
 
 
-def tuned(scheduler, grid, quiet=False):
+def tuned(scheduler, grid):
     \"\"\"``(best peak, {peak: record})`` of ``scheduler`` on the held-out images: ``experiments.tune`` (a run
     per peak of ``grid``, one more beyond an edge where the best is there).\"\"\"
     return experiments.tune(imagenet_run(None, scheduler, holdout=HOLDOUT), grid, data_dir=IMAGENET_DIR, store=STORE,
-                            work_dir=RUNS_DIR, log=(lambda line: None) if quiet else print, reference=REFERENCE,
-                            train_missing=TRAIN_MISSING)
+                            work_dir=RUNS_DIR, reference=REFERENCE, train_missing=TRAIN_MISSING)
 
 
 def planned_sweep(scheduler, grid):
@@ -401,10 +399,11 @@ tuning budget: its peak swept over the same grid on the held-out images (seed 0)
 further where its best is at the grid's edge (`experiments.tune`); then each trains at
 its own pick over the same seeds, and the per-seed differences (flat-then-cosine minus one cycle) give
 a mean with a 95% t-interval (`experiments.paired`). One comparison."""),
-code("""arms = {}
+code("""sweeps = {name: tuned(name, ARM_GRID) for name in SCHEDULES}  # each run read from a store, or trained
+arms = {name: runs([imagenet_run(peak, name, seed) for seed in range(ARM_SEEDS)]) for name, (peak, _) in sweeps.items()}
+print()
 for name, label in SCHEDULES.items():
-    peak, tried = tuned(name, ARM_GRID, quiet=True)
-    arms[name] = runs([imagenet_run(peak, name, seed) for seed in range(ARM_SEEDS)], quiet=True)
+    peak, tried = sweeps[name]
     swept = ", ".join(f"{lr:g}: {experiments.accuracy(r)}" for lr, r in tried.items())
     m, s, k = experiments.summary(arms[name])
     print(f"{label}: held-out {swept} -> peak {peak:g}; validation {m:.2f}% (sd {s:.2f}, {k} seeds)")
