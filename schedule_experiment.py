@@ -67,6 +67,18 @@ class ScheduleExperiment:
         return {name: experiments.ensure([self.final_spec(name, lr, seed) for seed in self.seeds], **where)
                 for name, lr in picks.items()}
 
+    def recipe_of(self, name, max_lr):
+        """The recipe that arm ``name`` trains with at ``max_lr``: its options applied as main.py applies them
+        (for a figure of its schedule, ``recipes.schedule_lrs``)."""
+        from main import build_parser, resolve_recipe
+
+        scheduler, options = ARMS[name]
+        args = build_parser().parse_args(["--recipe", self.recipe, "--scheduler", scheduler, "--max_lr", f"{max_lr:g}",
+                                          *(["--epochs", str(self.epochs)] if self.epochs else []),
+                                          *self.options, *options])
+        args.model = RECIPES[self.recipe].model
+        return resolve_recipe(args)
+
     def plan_line(self, store, reference=None, any_machine=False):
         """``experiments.plan_line`` of the runs the experiment needs: an arm's sweep, then, once its pick is
         stored, its seeds at the pick (an arm still tuning adds its grid only)."""

@@ -8,6 +8,7 @@ import pytest
 import experiments
 import schedule_experiment as se
 from experiments import RunSpec
+from recipes import RECIPES
 from tests.test_experiments import stored
 
 HERE = dict(device="cpu", precision="fp32")  # named in full: the tests never depend on this machine's kind
@@ -95,6 +96,11 @@ def test_a_small_experiment_names_its_runs_with_its_own_epochs_and_options():
     spec = small.final_spec("one cycle, cosine anneal", 0.75, 1)
     assert spec.key == "speedrun onecycle max_lr=0.75 epochs=2 --batch_size 32 --anneal_strategy cos seed=1"
     assert small.tuning_spec("constant").key == "speedrun constant max_lr=recipe epochs=2 --batch_size 32 holdout=64 seed=0"
+    cosine = small.recipe_of("one cycle, cosine anneal", 0.75)  # what its runs train with, as main.py makes it
+    assert (cosine.scheduler, cosine.anneal_strategy, cosine.max_lr, cosine.epochs, cosine.batch_size) == (
+        "onecycle", "cos", 0.75, 2, 32)
+    assert se.EXPERIMENT.recipe_of(se.EXPERIMENT.reference, 1.5) == RECIPES["speedrun"]  # the recipe itself
+    assert se.EXPERIMENT.recipe_of("warm-up, then step decay", 3.0).scheduler == "warmup_step"
 
 
 def test_stored_pick_is_tunes_pick_from_the_stores_alone_and_none_while_a_run_is_missing(tmp_path):
