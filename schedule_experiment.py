@@ -50,6 +50,7 @@ class ScheduleExperiment:
                        **fields)
 
     def tuning_spec(self, name):
+        """Arm ``name`` on the held-out split at the tuning seed, its max LR left for ``experiments.tune``."""
         return self.arm_spec(name, holdout=self.holdout, seed=self.tuning_seed)
 
     def tuned(self, names=None, **where):
@@ -90,7 +91,7 @@ class ScheduleExperiment:
                 specs += [replace(self.tuning_spec(name), max_lr=lr) for lr in self.grid]
                 tuning += 1
             else:
-                specs += [*map(experiments.spec_of, picked[1].values()),
+                specs += [*(experiments.spec_of(record).elsewhere() for record in picked[1].values()),
                           *(self.final_spec(name, picked[0], seed) for seed in self.seeds)]
         return experiments.plan_line(specs, store, reference, train_missing=not any_machine) + (
             f"; {tuning} arms still tuning: their seeds come after" if tuning else "")
