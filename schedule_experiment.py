@@ -13,7 +13,7 @@ stops and continues where it was; the test set chooses nothing.
 import argparse
 import os
 import sys
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import command_line
 import experiments
@@ -27,37 +27,77 @@ ARMS = {  # name: (main.py --scheduler, further main.py options)
     "constant": ("constant", ()),
     "flat, then cosine": ("flat_cosine", ()),  # fastai's fit_flat_cos
 }
-REFERENCE = "one cycle, linear anneal"  # the lesson's schedule: every other arm is compared with it
-GRID = (0.375, 0.75, 1.5, 3.0)  # peak LRs, x2 apart; the recipe's 1.5 inside
-HOLDOUT = 5000  # held-out training images (500 per class) that choose each arm's LR
-TUNING_SEED = 0
-SEEDS = (0, 1, 2, 3, 4)
-RECIPE = "speedrun"
 
 
-def arm_spec(name, **fields):
-    """The ``RunSpec`` of arm ``name`` (its scheduler and options) with ``fields`` (max_lr, seed, holdout...)."""
-    scheduler, options = ARMS[name]
-    return RunSpec(scheduler=scheduler, options=options, recipe=RECIPE, **fields)
+@dataclass(frozen=True)
+class ScheduleExperiment:
+    """Everything the experiment's runs are made of; ``EXPERIMENT`` is the lesson's, a SMOKE run makes a
+    small one (fewer images held out, fewer epochs and seeds)."""
+    arms: tuple = tuple(ARMS)           # names of ARMS, in the order reported
+    reference: str = "one cycle, linear anneal"  # the lesson's schedule: every other arm is compared with it
+    grid: tuple = (0.375, 0.75, 1.5, 3.0)        # peak LRs, x2 apart, the recipe's 1.5 inside
+    holdout: float = 5000               # held-out training images (500 per class) that choose each arm's LR
+    tuning_seed: int = 0
+    seeds: tuple = (0, 1, 2, 3, 4)      # every arm at its pick, on the whole training set, reported on the test set
+    epochs: int = None                  # None: the recipe's
+    options: tuple = ()                 # further main.py options of every run
+    recipe: str = "speedrun"
+
+    def arm_spec(self, name, **fields):
+        """The ``RunSpec`` of arm ``name`` (its scheduler and options) with ``fields`` (max_lr, seed, holdout...)."""
+        scheduler, options = ARMS[name]
+        return RunSpec(scheduler=scheduler, options=self.options + options, recipe=self.recipe, epochs=self.epochs,
+                       **fields)
+
+    def tuning_spec(self, name):
+        """Arm ``name`` on the held-out split at the tuning seed, its max LR left for ``experiments.tune``."""
+        return self.arm_spec(name, holdout=self.holdout, seed=self.tuning_seed)
+
+    def tuned(self, names=None, **where):
+        """``{arm: (its best LR, {LR: held-out record})}``: each arm's sweep (``experiments.tune``; ``where``: the
+        store, reference store, data folder... of ``experiments.ensure``)."""
+        return {name: experiments.tune(self.tuning_spec(name), self.grid, **where) for name in names or self.arms}
+
+    def final_spec(self, name, max_lr, seed):
+        """Arm ``name`` at its chosen LR on the whole training set. At the recipe's own peak the LR is left as
+        the recipe's (``max_lr=recipe`` in the store), as the lesson's seeds of the recipe are named."""
+        return self.arm_spec(name, max_lr=None if max_lr == RECIPES[self.recipe].max_lr else max_lr, seed=seed)
+
+    def final_runs(self, picks, **where):
+        """``{arm: [records of the seeds]}`` at each arm's pick (``{arm: LR}``), reported on the test set."""
+        return {name: experiments.ensure([self.final_spec(name, lr, seed) for seed in self.seeds], **where)
+                for name, lr in picks.items()}
+
+    def recipe_of(self, name, max_lr):
+        """The recipe that arm ``name`` trains with at ``max_lr``: its options applied as main.py applies them
+        (for a figure of its schedule, ``recipes.schedule_lrs``)."""
+        from main import build_parser, resolve_recipe
+
+        scheduler, options = ARMS[name]
+        args = build_parser().parse_args(["--recipe", self.recipe, "--scheduler", scheduler, "--max_lr", f"{max_lr:g}",
+                                          *(["--epochs", str(self.epochs)] if self.epochs else []),
+                                          *self.options, *options])
+        args.model = RECIPES[self.recipe].model
+        return resolve_recipe(args)
+
+    def plan_line(self, store, reference=None, any_machine=False):
+        """``experiments.plan_line`` of the runs the experiment needs: an arm's sweep, then, once its pick is
+        stored, its seeds at the pick (an arm still tuning adds its grid only)."""
+        specs, tuning = [], 0
+        for name in self.arms:
+            picked = experiments.stored_pick(self.tuning_spec(name), self.grid, stores=(store, reference),
+                                             any_machine=any_machine)
+            if picked is None:
+                specs += [replace(self.tuning_spec(name), max_lr=lr) for lr in self.grid]
+                tuning += 1
+            else:
+                specs += [*(experiments.spec_of(record).elsewhere() for record in picked[1].values()),
+                          *(self.final_spec(name, picked[0], seed) for seed in self.seeds)]
+        return experiments.plan_line(specs, store, reference, train_missing=not any_machine) + (
+            f"; {tuning} arms still tuning: their seeds come after" if tuning else "")
 
 
-def tuned(names=ARMS, **where):
-    """``{arm: (its best LR, {LR: held-out record})}``: each arm's sweep (``experiments.tune``; ``where``: the
-    store, reference store, data folder... of ``experiments.ensure``)."""
-    return {name: experiments.tune(arm_spec(name, holdout=HOLDOUT, seed=TUNING_SEED), GRID, **where)
-            for name in names}
-
-
-def final_spec(name, max_lr, seed):
-    """Arm ``name`` at its chosen LR on the whole training set. At the recipe's own peak the LR is left as
-    the recipe's (``max_lr=recipe`` in the store), which is how the lesson's seeds of the recipe are named."""
-    return arm_spec(name, max_lr=None if max_lr == RECIPES[RECIPE].max_lr else max_lr, seed=seed)
-
-
-def final_runs(picks, **where):
-    """``{arm: [records of SEEDS]}`` at each arm's pick (``{arm: LR}``), reported on the test set."""
-    return {name: experiments.ensure([final_spec(name, lr, seed) for seed in SEEDS], **where)
-            for name, lr in picks.items()}
+EXPERIMENT = ScheduleExperiment()
 
 
 def sweep_lines(sweeps):
@@ -66,7 +106,7 @@ def sweep_lines(sweeps):
             + f"  -> {best:g}" for name, (best, runs) in sweeps.items()]
 
 
-def comparison_lines(results, reference=REFERENCE):
+def comparison_lines(results, reference=EXPERIMENT.reference):
     """Each arm's test accuracy over its seeds, and its paired difference to ``reference`` with the 95%
     t-interval, then how many comparisons were made (each interval misses its true difference 5% of the
     time, so among several, one missing is likelier)."""
@@ -84,22 +124,6 @@ def comparison_lines(results, reference=REFERENCE):
     return lines
 
 
-def plan_line(names, store, reference=None):
-    """``experiments.plan_line`` of the runs the experiment needs: an arm's sweep, then, once its pick is
-    stored, its seeds at the pick (an arm still tuning adds its grid only)."""
-    specs, tuning = [], 0
-    for name in names:
-        spec = arm_spec(name, holdout=HOLDOUT, seed=TUNING_SEED)
-        picked = experiments.stored_pick(spec, GRID, stores=(store, reference))
-        if picked is None:
-            specs += [replace(spec, max_lr=lr) for lr in GRID]
-            tuning += 1
-        else:
-            specs += [*map(experiments.spec_of, picked[1].values()), *(final_spec(name, picked[0], seed) for seed in SEEDS)]
-    return experiments.plan_line(specs, store, reference) + (
-        f"; {tuning} arms still tuning: their seeds come after" if tuning else "")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
@@ -111,24 +135,25 @@ def main(argv=None):
     parser.add_argument("--plan", action="store_true", help="say what is stored and what would train (an arm's seeds "
                         "once its pick is known), and stop")
     args = parser.parse_args(argv)
+    # the reference arm always runs, and first: every other arm is compared with it
+    experiment = replace(EXPERIMENT, arms=tuple(dict.fromkeys([EXPERIMENT.reference, *args.arms])))
     where = dict(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), store=args.store, reference=args.reference)
     if args.plan:
-        print(plan_line(args.arms, args.store, args.reference))
+        print(experiment.plan_line(args.store, args.reference))
         return
     from training_run import USER_ERRORS
 
     try:
-        sweeps = tuned(args.arms, **where)
+        sweeps = experiment.tuned(args.arms, **where)
         print("\n".join(["held-out accuracy of each arm's peak LRs (seed 0):", *sweep_lines(sweeps)]))
         if args.sweeps_only:
             return
-        names = dict.fromkeys([REFERENCE, *args.arms])  # the reference first: everything is compared with it
-        sweeps.update(tuned([name for name in names if name not in sweeps], **where))
-        results = final_runs({name: sweeps[name][0] for name in names}, **where)
+        sweeps.update(experiment.tuned([name for name in experiment.arms if name not in sweeps], **where))
+        results = experiment.final_runs({name: sweeps[name][0] for name in experiment.arms}, **where)
     except (KeyboardInterrupt, command_line.SettingsError, *USER_ERRORS) as error:
         sys.exit(f"schedule_experiment.py: {error}")
-    print("\n".join(["test accuracy at each arm's pick, seeds " + ", ".join(map(str, SEEDS)) + ":",
-                     *comparison_lines(results)]))
+    print("\n".join(["test accuracy at each arm's pick, seeds " + ", ".join(map(str, experiment.seeds)) + ":",
+                     *comparison_lines(results, experiment.reference)]))
 
 
 if __name__ == "__main__":
