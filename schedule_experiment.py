@@ -144,11 +144,10 @@ def main(argv=None):
     from training_run import USER_ERRORS
 
     try:
-        sweeps = experiment.tuned(args.arms, **where)
+        sweeps = experiment.tuned(**where)
         print("\n".join(["held-out accuracy of each arm's peak LRs (seed 0):", *sweep_lines(sweeps)]))
         if args.sweeps_only:
             return
-        sweeps.update(experiment.tuned([name for name in experiment.arms if name not in sweeps], **where))
         results = experiment.final_runs({name: sweeps[name][0] for name in experiment.arms}, **where)
     except (KeyboardInterrupt, command_line.SettingsError, *USER_ERRORS) as error:
         sys.exit(f"schedule_experiment.py: {error}")
