@@ -72,9 +72,9 @@ the leaderboard crops from the full-size images.
 python main.py --recipe imagenet --data_dir data/imagenette2-160 --find_lr --batch_size 64 --image_size 128 \\
     --output_dir runs/imagenet_lr
 python main.py --recipe imagenet --data_dir data/imagenette2-160 --epochs 5 --batch_size 64 --image_size 128 \\
-    --max_lr 0.4 --output_dir runs/imagenet
+    --max_lr 0.8 --output_dir runs/imagenet
 python experiments.py --recipe imagenet --data_dir data/imagenette2-160 --store runs/imagenette_runs.json \\
-    --seeds 0 1 2 3 4 --epochs 5 --max_lr 0.4 -- --image_size 128 --batch_size 64
+    --seeds 0 1 2 3 4 --epochs 5 --max_lr 0.8 -- --image_size 128 --batch_size 64
 ```"""),
 code(setup_cell_source(IMAGENET_CPU_NOTE)),
 md("""## Settings
@@ -177,12 +177,12 @@ trains only what neither store holds. `lesson_runs` lists them all: the held-out
 seeds, the schedules' seeds and the 20-epoch run at the peaks those sweeps pick (where the sweeps are
 not stored yet, at the grid's top as a stand-in). The cell says, before anything trains, what will."""),
 code("""SIZE = ("--image_size", str(IMAGE_SIZE), "--batch_size", str(BATCH_SIZE))  # every stored run's options
-ARM_GRID = GRID if SMOKE else (0.1, 0.2, 0.4, 0.8, 1.6)  # both schedules' peaks: the same grid, widened at an edge best
+ARM_GRID = GRID if SMOKE else (0.05, 0.1, 0.2, 0.4, 0.8)  # both schedules' peaks: the same grid, widened at an edge best
 SCHEDULES = {"onecycle": "one cycle (cosine anneal)", "flat_cosine": "flat, then cosine (fastai's fit_flat_cos)"}
 
 
 def imagenet_run(max_lr, scheduler="onecycle", seed=0, holdout=0, epochs=None):
-    \"\"\"The stored run of this lesson's recipe at ``max_lr``: 'imagenet onecycle max_lr=0.4 epochs=5 ...'.\"\"\"
+    \"\"\"The stored run of this lesson's recipe at ``max_lr``: 'imagenet onecycle max_lr=0.8 epochs=5 ...'.\"\"\"
     return RunSpec(scheduler=scheduler, max_lr=max_lr, seed=seed, epochs=epochs or EPOCHS, options=SIZE,
                    recipe="imagenet", holdout=holdout)
 
