@@ -359,8 +359,9 @@ numbers of this run before it trains. The other settings, each printed from `rec
 This run trains on all 9,469 training images and is scored on the validation folder after each epoch:
 **top-1**, the share of images whose highest-scoring class is the right one, is the number to read
 (top-5 of 10 classes says little: a blind guess scores 50%). It has the settings of the store's seed 0
-below, which `main.py` trains with the same pieces: on the same code and machine the two agree to the
-digit, and the seeds' cell prints both. No test-time augmentation, as on the leaderboard."""),
+below, which `main.py` trains with the same pieces: on the same data (the 224 px copy), code and machine
+the two agree to the digit, and the seeds' cell prints both; on another device or on the downloaded
+160 px copy they are two different runs. No test-time augmentation, as on the leaderboard."""),
 code(TRAINING_RECIPE + "\n" + one_cycle_training("resnet50(num_classes=len(classes))") + """
 steps = EPOCHS * len(train_loader)
 print(f"{count_parameters(model):,} trainable parameters, {len(train_labels):,} training images")
