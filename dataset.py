@@ -312,11 +312,11 @@ def write_image_folder(images, labels, class_names, root, split, quality=90):
 
 
 def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict_images=False, cutout_holes=0,
-                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.0, holdout=None):
+                          cutout_length=0, rotate_degrees=0.0, color_jitter=0.0, holdout=None, min_scale=0.0):
     """The train and val datasets of an ImageNet-style folder: ``(train_set, val_set, class_names)``.
 
-    Training images get ``imagenet_train_transforms`` (with the optional cutout, rotation and colour
-    jitter settings; ``strict_images`` stops at the first unreadable file), validation images
+    Training images get ``imagenet_train_transforms`` (with the optional cutout, rotation, colour
+    jitter and crop ``min_scale`` settings; ``strict_images`` stops at the first unreadable file), validation images
     ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
     ``val`` must hold the same class folders. ``max_samples`` keeps a class-balanced subset of at most
     that many images in each split. ``seed`` picks the subsets and, with the epoch, the training
@@ -331,7 +331,8 @@ def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict
     else:
         val_paths, val_labels, _ = image_folder(root, "val", class_names, max_samples=max_samples, seed=seed)
     train_transforms = imagenet_train_transforms(image_size, cutout_holes=cutout_holes, cutout_length=cutout_length,
-                                                 rotate_degrees=rotate_degrees, color_jitter=color_jitter)
+                                                 rotate_degrees=rotate_degrees, color_jitter=color_jitter,
+                                                 min_scale=min_scale)
     train_set = AlbumentationsDataset(ImageFiles(train_paths, train_labels, strict_images), train_transforms, seed=seed)
     val_set = AlbumentationsDataset(ImageFiles(val_paths, val_labels, strict_images), imagenet_val_transforms(image_size))
     return train_set, val_set, class_names
@@ -498,19 +499,20 @@ def cifar_test_transforms(mean, std):
     return A.Compose([A.Normalize(mean=mean, std=std), ToTensorV2()])
 
 
-def crop_scale(size):
-    """The range of the share of the image a random-resized crop keeps: torchvision's (0.08, 1) for
-    crops of 160 px and more, fastai's Imagenette (0.35, 1) below, where a smaller share leaves too little."""
-    return (0.08 if size >= 160 else 0.35, 1.0)
+def crop_scale(size, min_scale=0.0):
+    """The range of the share of the image a random-resized crop keeps: ``(min_scale, 1)``, and when
+    ``min_scale`` is 0 torchvision's (0.08, 1) for crops of 160 px and more, fastai's Imagenette (0.35, 1)
+    below, where a smaller share leaves too little."""
+    return (min_scale or (0.08 if size >= 160 else 0.35), 1.0)
 
 
 def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_length=0, rotate_degrees=0.0,
-                           color_jitter=0.0):
+                           color_jitter=0.0, min_scale=0.0):
     """The ImageNet training augmentations as a list (uint8 in, uint8 out, no normalisation): random-resized
-    crop, horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
+    crop (keeping a share of the area in ``crop_scale(size, min_scale)``), horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
     ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
     filled with the mean)."""
-    augmentations = [A.RandomResizedCrop(size=(size, size), scale=crop_scale(size)),
+    augmentations = [A.RandomResizedCrop(size=(size, size), scale=crop_scale(size, min_scale)),
                      A.HorizontalFlip(p=0.5)]
     if rotate_degrees:
         augmentations.append(A.Rotate(limit=rotate_degrees, border_mode=4, p=1.0))
@@ -523,10 +525,11 @@ def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_
 
 
 def imagenet_train_transforms(size=224, mean=IMAGENET_MEAN, std=IMAGENET_STD, seed=None, cutout_holes=0,
-                              cutout_length=0, rotate_degrees=0.0, color_jitter=0.0):
+                              cutout_length=0, rotate_degrees=0.0, color_jitter=0.0, min_scale=0.0):
     """ImageNet training transform: ``imagenet_augmentations``, then normalisation and ``ToTensorV2``.
     ``seed`` starts the transform's own random state (Albumentations ignores the global seeds)."""
-    return A.Compose(imagenet_augmentations(size, mean, cutout_holes, cutout_length, rotate_degrees, color_jitter)
+    return A.Compose(imagenet_augmentations(size, mean, cutout_holes, cutout_length, rotate_degrees, color_jitter,
+                                            min_scale)
                      + [A.Normalize(mean=mean, std=std), ToTensorV2()], seed=seed)
 
 

@@ -96,7 +96,8 @@ def loaders(args, device):
     """The fixed training subset and the evaluation split as loaders; returns them and the class count."""
     if args.dataset == "imagefolder":
         train_set, val_set, classes = dataset.image_folder_datasets(
-            args.data_dir, args.image_size, args.subset or None, seed=args.seed, color_jitter=args.recipe.color_jitter)
+            args.data_dir, args.image_size, args.subset or None, seed=args.seed, color_jitter=args.recipe.color_jitter,
+            min_scale=args.recipe.min_scale)
         return (dataset.make_loader(train_set, args.batch_size, True, device, args.workers, seed=args.seed),
                 dataset.make_loader(val_set, args.batch_size, False, device, args.workers), len(classes))
     train_images, train_labels = dataset.load_cifar(args.dataset, args.data_dir, train=True)

@@ -63,6 +63,9 @@ class Recipe:
     color_jitter: float = setting(0.0, "image folders: brightness/contrast/saturation jitter of this strength "
                                        "(0: off, 0.4: the classic ImageNet value)")
     image_size: int = setting(32, "training crop size of image folders (random-resized crop)")
+    min_scale: float = setting(0.0, "image folders: the random-resized crop keeps at least this share of the "
+                                    "image's area, as fastai's min_scale (0: 0.35 below 160 px, torchvision's 0.08 "
+                                    "from 160 px)")
     # the LR schedule (SCHEDULES; build_schedule)
     scheduler: str = setting("onecycle", "onecycle: OneCycleLR per batch; constant: max_lr throughout; step: LR x "
                              "gamma every step_size epochs; warmup_cosine: one cycle's linear warm-up, then cosine "
@@ -118,7 +121,8 @@ class Recipe:
                   ("cutout_holes", self.cutout_holes >= 0, ">= 0"), ("cutout_length", self.cutout_length >= 0, ">= 0"),
                   ("rotate_degrees", 0 <= self.rotate_degrees <= 180, "in [0, 180]"),
                   ("color_jitter", 0 <= self.color_jitter <= 1, "in [0, 1]"),
-                  ("image_size", self.image_size >= 32, "at least 32")]
+                  ("image_size", self.image_size >= 32, "at least 32"),
+                  ("min_scale", 0 <= self.min_scale <= 1, "in [0, 1]")]
         found = [f"--{name} must be {rule}, got {getattr(self, name):g}" for name, ok, rule in ranges if not ok]
         if self.base_momentum > self.max_momentum:
             found.append(f"--base_momentum {self.base_momentum} must not exceed --max_momentum {self.max_momentum}")

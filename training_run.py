@@ -198,7 +198,7 @@ def build_data(settings):
         return dataset.image_folder_datasets(settings.data_dir, recipe.image_size, settings.max_samples,
                                              settings.seed, settings.strict_images, recipe.cutout_holes,
                                              recipe.cutout_length, recipe.rotate_degrees, recipe.color_jitter,
-                                             settings.holdout)
+                                             settings.holdout, recipe.min_scale)
     splits = [dataset.load_cifar(settings.dataset, settings.data_dir, train=train) for train in (True, False)]
     if settings.holdout:  # the validation split replaces the test set, which stays unseen
         splits = list(dataset.split_arrays(*splits[0], settings.holdout))
@@ -270,7 +270,8 @@ def image_loaders(settings, batch, device):
         val_images, val_labels, _ = cached_images(settings, "val", class_names)
     size = settings.recipe.image_size
     common = dict(size=size, mean=dataset.IMAGENET_MEAN, std=dataset.IMAGENET_STD, device=device)
-    return (batched_data.BatchedImageLoader(images, labels, batch, train=True, scale=dataset.crop_scale(size),
+    return (batched_data.BatchedImageLoader(images, labels, batch, train=True,
+                                            scale=dataset.crop_scale(size, settings.recipe.min_scale),
                                             seed=settings.seed, **common),
             batched_data.BatchedImageLoader(val_images, val_labels, batch, train=False, **common))
 

@@ -36,18 +36,19 @@ def crop_statistics(batch):
                         (top + bottom) / 510, (right < left).float()], 1)
 
 
-def identity_loader(images, train, size=32, seed=0):
+def identity_loader(images, train, size=32, seed=0, scale=(0.35, 1.0)):
     """A loader that leaves pixel values 0-255 (mean 0, std 1/255), one batch of all images."""
     return BatchedImageLoader(images, np.zeros(len(images)), len(images), size, (0, 0, 0), (1 / 255,) * 3,
-                              train=train, seed=seed)
+                              train=train, seed=seed, scale=scale)
 
 
-def test_batched_crops_and_flips_have_the_statistics_of_the_albumentations_path():
+@pytest.mark.parametrize("min_scale", [0.0, 0.08])  # 0: the default for 32 px, fastai's 0.35; 0.08: torchvision's
+def test_batched_crops_and_flips_have_the_statistics_of_the_albumentations_path(min_scale):
     image, n = coordinate_image(), 3000
-    folder_path = A.Compose(dataset.imagenet_augmentations(32)[:2], seed=0)  # random-resized crop and flip
+    folder_path = A.Compose(dataset.imagenet_augmentations(32, min_scale=min_scale)[:2], seed=0)  # crop and flip
     expected = torch.stack([torch.tensor(folder_path(image=image)["image"]).permute(2, 0, 1).float()
                             for _ in range(n)])
-    loader = identity_loader(np.repeat(image[None], n, 0), train=True)
+    loader = identity_loader(np.repeat(image[None], n, 0), train=True, scale=dataset.crop_scale(32, min_scale))
     loader.set_epoch(1)
     batch, _ = next(iter(loader))
     a, b = crop_statistics(expected), crop_statistics(batch.float())
@@ -56,7 +57,22 @@ def test_batched_crops_and_flips_have_the_statistics_of_the_albumentations_path(
         assert abs(a[:, column].mean() - b[:, column].mean()) < 0.02, name
         if name != "flipped":
             assert torch.allclose(a[:, column].quantile(quantiles), b[:, column].quantile(quantiles), atol=0.02), name
-    assert b[:, 0].min() > 0.45 and b[:, 0].max() <= 1.0  # about sqrt(0.35 * 3/4) of the side at least, within it
+    smallest = (min_scale or 0.35) * 3 / 4  # the smallest area share at the narrowest aspect ratio
+    assert smallest ** 0.5 - 0.05 < b[:, 0].min() < smallest ** 0.5 + 0.1 and b[:, 0].max() <= 1.0
+
+
+def test_the_recipes_min_scale_reaches_both_image_paths(tiny_folder, tmp_path):  # noqa: F811
+    import main
+    import training_run
+
+    argv = ["--data_dir", str(tiny_folder), "--image_size", "32", "--max_lr", "0.1", "--min_scale", "0.6",
+            "--cache_dir", str(tmp_path / "cache"), "--output_dir", str(tmp_path / "run")]
+    settings = main.settings_from_argv(argv)
+    train_loader, _ = training_run.image_loaders(settings, 8, "cpu")
+    assert train_loader.scale == (0.6, 1.0)
+    train_set, _, _ = training_run.build_data(settings)
+    crop = train_set.transform.transforms[0]
+    assert isinstance(crop, A.RandomResizedCrop) and tuple(crop.scale) == (0.6, 1.0)
 
 
 def test_evaluation_batches_are_the_folder_paths_centre_crop():
