@@ -221,8 +221,8 @@ def ensure(specs, data_dir=None, store=STORE, work_dir=None, log=print, referenc
         if record is None:
             record = run(spec, data_dir, store, work_dir, log)
         else:
-            log(f"{record['key']}: {accuracy(record)} (stored: {record['date']}, "
-                f"{record['seconds'] or sum(record['epoch_seconds']):.0f} s on {record['machine'].split(',')[0]})")
+            log(f"{record['key']}: {accuracy(record)} (stored: {record['date']}, {run_time(record)} on "
+                f"{record['machine'].split(',')[0]})")
         records.append(record)
     return records
 
@@ -380,6 +380,13 @@ def seconds(records, field_name="seconds"):
     values = [record[field_name] for record in records if record.get(field_name) is not None
               and not (field_name == "seconds" and record.get("resumed"))]
     return statistics.mean(values) if values else float("nan")
+
+
+def run_time(record):
+    """A stored run's time as a line prints it: "1399 s" where the run was timed whole, else "not timed
+    whole" (paused or slowed by other work, ``seconds`` None; or resumed, ``seconds`` only its last part's)."""
+    whole = record.get("seconds") is not None and not record.get("resumed")
+    return f"{record['seconds']:.0f} s" if whole else "not timed whole"
 
 
 def clock(value):

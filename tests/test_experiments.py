@@ -224,6 +224,13 @@ def test_a_learners_new_runs_go_to_their_own_store_and_the_reference_store_is_ne
     assert list(experiments.load_store(mine)) == [third.key] and again[1]["key"] == third.key
 
 
+def test_a_stored_runs_line_gives_its_time_only_where_it_was_timed_whole():
+    timed = {"seconds": 1399.4, "resumed": False, "epoch_seconds": [280.0] * 5}
+    assert experiments.run_time(timed) == "1399 s"
+    assert experiments.run_time(dict(timed, seconds=None)) == "not timed whole"  # paused or slowed: no sum of parts
+    assert experiments.run_time(dict(timed, resumed=True)) == "not timed whole"  # its seconds are the last part's
+
+
 def test_a_run_whose_loss_diverges_is_stored_as_diverged_and_not_trained_again(
         tiny_cifar, tmp_path, capsys):  # noqa: F811
     store = tmp_path / "runs.json"
