@@ -440,7 +440,7 @@ The leaderboard's 20-epoch row, 91.57%, with the same recipe at the same peak (n
 epochs): one seed."""),
 code("""long_run = runs([imagenet_run(MAX_LR, epochs=4 * EPOCHS)])[0]
 print(f"{4 * EPOCHS} epochs, seed 0: validation top-1 {long_run['final_acc']:.2f}% "
-      f"({experiments.clock(long_run['seconds'] or math.nan)} s on {long_run['machine'].split(',')[0]}); "
+      f"({experiments.run_time(long_run)} on {long_run['machine'].split(',')[0]}); "
       f"leaderboard {LEADERBOARD_20}%")"""),
 md("""## fastai's own recipe on the same machine
 `benchmarks/fastai_imagenette.py` runs fastai's `train_imagenette.py` settings (xresnet50 with Mish,
@@ -457,7 +457,10 @@ if comparison.exists():
     print(f"{side_by_side['data_dir']}, {side_by_side['image_size']}px, {side_by_side['epochs']} epochs, "
           f"on {side_by_side['machine']}")
     print(f"time of this repository's run over fastai's: {side_by_side['resnet50_time_over_fastai_time']:.3f} "
-          f"({side_by_side['pairs']} pair(s), A B B A)")
+          f"({side_by_side['pairs']} pair(s), A B B A); this repository's side with "
+          f"{' '.join(side_by_side['resnet50_options']) or 'the recipe as it is'}")
+    if side_by_side.get("note"):
+        print(f"note: {side_by_side['note']}")
 else:
     print("no comparison stored: python benchmarks/fastai_imagenette.py --data_dir <imagenette>")"""),
 md("""## What this lesson showed"""),
