@@ -316,8 +316,8 @@ def image_folder_datasets(root, image_size=224, max_samples=None, seed=0, strict
     """The train and val datasets of an ImageNet-style folder: ``(train_set, val_set, class_names)``.
 
     Training images get ``imagenet_train_transforms`` (with the optional cutout, rotation, colour
-    jitter and crop ``min_scale`` settings; ``strict_images`` stops at the first unreadable file), validation images
-    ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
+    jitter and crop ``min_scale`` settings; ``strict_images`` stops at the first unreadable file),
+    validation images ``imagenet_val_transforms(image_size)``; the class list (and count) comes from ``<root>/train``, and
     ``val`` must hold the same class folders. ``max_samples`` keeps a class-balanced subset of at most
     that many images in each split. ``seed`` picks the subsets and, with the epoch, the training
     augmentations (see ``AlbumentationsDataset``). ``holdout`` (a count, or a share of each class below 1)
@@ -509,8 +509,8 @@ def crop_scale(size, min_scale=0.0):
 def imagenet_augmentations(size=224, mean=IMAGENET_MEAN, cutout_holes=0, cutout_length=0, rotate_degrees=0.0,
                            color_jitter=0.0, min_scale=0.0):
     """The ImageNet training augmentations as a list (uint8 in, uint8 out, no normalisation): random-resized
-    crop (keeping a share of the area in ``crop_scale(size, min_scale)``), horizontal flip, optional rotation by at most ``rotate_degrees``, colour jitter of strength
-    ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
+    crop (keeping a share of the area in ``crop_scale(size, min_scale)``), horizontal flip, optional rotation
+    by at most ``rotate_degrees``, colour jitter of strength ``color_jitter`` (0: off), optional cutout (``cutout_holes`` squares of ``cutout_length`` pixels,
     filled with the mean)."""
     augmentations = [A.RandomResizedCrop(size=(size, size), scale=crop_scale(size, min_scale)),
                      A.HorizontalFlip(p=0.5)]

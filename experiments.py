@@ -377,16 +377,20 @@ def seconds(records, field_name="seconds"):
     """The mean of ``field_name`` (a run's wall-clock seconds, or its ``tta_seconds``) over the records
     that have it (runs stored before a field existed lack it); NaN when none has it. A resumed run's
     ``seconds`` are only its last part's, so it does not count towards the whole run's."""
-    values = [record[field_name] for record in records if record.get(field_name) is not None
-              and not (field_name == "seconds" and record.get("resumed"))]
+    values = [record[field_name] for record in records
+              if (timed_whole(record) if field_name == "seconds" else record.get(field_name) is not None)]
     return statistics.mean(values) if values else float("nan")
 
 
+def timed_whole(record):
+    """Whether a stored run's ``seconds`` time the whole run: not where it was paused or slowed by other work
+    (``seconds`` None) or resumed (``seconds`` only its last part's)."""
+    return record.get("seconds") is not None and not record.get("resumed")
+
+
 def run_time(record):
-    """A stored run's time as a line prints it: "1399 s" where the run was timed whole, else "not timed
-    whole" (paused or slowed by other work, ``seconds`` None; or resumed, ``seconds`` only its last part's)."""
-    whole = record.get("seconds") is not None and not record.get("resumed")
-    return f"{record['seconds']:.0f} s" if whole else "not timed whole"
+    """A stored run's time as a line prints it: "1399 s" where ``timed_whole``, else "not timed whole"."""
+    return f"{record['seconds']:.0f} s" if timed_whole(record) else "not timed whole"
 
 
 def clock(value):
