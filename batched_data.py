@@ -165,14 +165,17 @@ class BatchedImageLoader(SeededBatches):
     horizontal flip (p=0.5), drawn for the whole batch with tensor operations; evaluation batches get the
     folder path's centre crop (shorter side to ``size / 0.875``, centre ``size`` x ``size``). Then
     normalisation, ``dtype``, channels_last. As ``BatchedCifarLoader``, every random choice of an epoch
-    comes from ``(seed, epoch)`` (``fit`` calls ``set_epoch``), so a resumed run is exact."""
+    comes from ``(seed, epoch)`` (``fit`` calls ``set_epoch``), so a resumed run is exact. Progressive
+    resizing: ``sizes`` gives each epoch's training crop size (``recipes.training_sizes``; epoch 1 is
+    ``sizes[0]``, and so is a range test before training), ``size`` stays the evaluation size."""
 
     def __init__(self, images, labels, batch_size, size, mean, std, train=True, device="cpu", scale=(0.35, 1.0),
-                 ratio=(3 / 4, 4 / 3), seed=0, dtype=torch.float32):
+                 ratio=(3 / 4, 4 / 3), seed=0, dtype=torch.float32, sizes=None):
         self.device = torch.device(device)
         self.images = images if self.device.type == "cpu" else torch.as_tensor(images).to(self.device)
         self.labels = torch.as_tensor(labels, dtype=torch.long).to(self.device)
         self.batch_size, self.size, self.train, self.scale, self.ratio = batch_size, size, train, scale, ratio
+        self.sizes = tuple(sizes) if sizes else None
         self.drop_last = train
         self.dtype, self.seed, self.epoch = dtype, seed, 0
         self.mean = torch.tensor(mean, device=self.device).view(1, 3, 1, 1) * 255
@@ -186,6 +189,12 @@ class BatchedImageLoader(SeededBatches):
             return self.images[index]
         return torch.from_numpy(self.images[index.cpu().numpy()]).to(self.device)
 
+    def crop_size(self):
+        """The side of this epoch's crops: ``sizes[epoch - 1]`` when training with ``sizes``, else ``size``."""
+        if not (self.train and self.sizes):
+            return self.size
+        return self.sizes[min(max(self.epoch, 1), len(self.sizes)) - 1]
+
     def transform(self, images):
         """Crop (random-resized when training, centre otherwise), flip when training, resize: float 0-255."""
         n, height, width = images.shape[:3]
@@ -193,7 +202,7 @@ class BatchedImageLoader(SeededBatches):
             top, left, h, w = random_resized_boxes(n, height, width, self.scale, self.ratio, self.generator,
                                                    self.device)
             flip = torch.rand(n, generator=self.generator, device=self.device) < 0.5
-            return crop_resize(images, top, left, h, w, self.size, flip)
+            return crop_resize(images, top, left, h, w, self.crop_size(), flip)
         # dataset.imagenet_val_crop: shorter side to `resized`, then its centre size x size at whole pixels
         resized = round(self.size / 0.875)
         pixel = min(height, width) / resized  # one pixel of the resized image, in this image's pixels

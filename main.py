@@ -118,6 +118,12 @@ def check_run(args, recipe, world):
         require(loader != "albumentations", "--model speedrun trains from the batched loader (its whitening layer "
                 "starts from the training images' patches): leave out --loader albumentations / --use_albumentation")
         loader = "batched"
+    if recipe.start_size:
+        require(args.dataset == "imagefolder", "--start_size (progressive resizing) applies to image folders; CIFAR "
+                "trains at 32 px")
+        require(loader != "albumentations", "--start_size: progressive resizing comes from the batched loader; leave "
+                "out --loader albumentations / --use_albumentation")
+        loader = "batched"
     return loader
 
 

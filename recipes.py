@@ -66,6 +66,8 @@ class Recipe:
     min_scale: float = setting(0.0, "image folders: the random-resized crop keeps at least this share of the "
                                     "image's area, as fastai's min_scale (0: 0.35 below 160 px, torchvision's 0.08 "
                                     "from 160 px)")
+    start_size: int = setting(0, "image folders, progressive resizing: the first epoch's training crop size, growing "
+                                 "linearly to image_size in the last epoch (0: off); evaluation stays at image_size")
     # the LR schedule (SCHEDULES; build_schedule)
     scheduler: str = setting("onecycle", "onecycle: OneCycleLR per batch; constant: max_lr throughout; step: LR x "
                              "gamma every step_size epochs; warmup_cosine: one cycle's linear warm-up, then cosine "
@@ -122,7 +124,9 @@ class Recipe:
                   ("rotate_degrees", 0 <= self.rotate_degrees <= 180, "in [0, 180]"),
                   ("color_jitter", 0 <= self.color_jitter <= 1, "in [0, 1]"),
                   ("image_size", self.image_size >= 32, "at least 32"),
-                  ("min_scale", 0 <= self.min_scale <= 1, "in [0, 1]")]
+                  ("min_scale", 0 <= self.min_scale <= 1, "in [0, 1]"),
+                  ("start_size", self.start_size == 0 or 32 <= self.start_size <= self.image_size,
+                   f"0 (off) or in [32, image_size {self.image_size}]")]
         found = [f"--{name} must be {rule}, got {getattr(self, name):g}" for name, ok, rule in ranges if not ok]
         if self.base_momentum > self.max_momentum:
             found.append(f"--base_momentum {self.base_momentum} must not exceed --max_momentum {self.max_momentum}")
@@ -193,6 +197,16 @@ def recipe_for(dataset, model=None):
     if not cifar:
         return IMAGENET
     return RESNET50_CIFAR if model == "resnet50" else S10
+
+
+def training_sizes(recipe):
+    """Each epoch's training crop size: ``image_size`` throughout, or with ``start_size`` (progressive
+    resizing) growing linearly from it in the first epoch to ``image_size`` in the last, in whole pixels
+    (one epoch: ``image_size``)."""
+    if not recipe.start_size or recipe.epochs == 1:
+        return (recipe.image_size,) * recipe.epochs
+    growth = (recipe.image_size - recipe.start_size) / max(recipe.epochs - 1, 1)
+    return tuple(round(recipe.start_size + growth * epoch) for epoch in range(recipe.epochs))
 
 
 def build_criterion(recipe):

@@ -29,7 +29,8 @@ from custom_resnet import PretrainedWeightsError, build_model
 from distributed import in_turn, replicas_agree, setup_distributed
 from lr_finder import find_lr, write_report
 from precision import Precision, precision_reason
-from recipes import DIVERGE_TH, SMOOTH_F, STEP_MODE, Recipe, build_criterion, build_optimizer, build_schedule
+from recipes import (DIVERGE_TH, SMOOTH_F, STEP_MODE, Recipe, build_criterion, build_optimizer, build_schedule,
+                     training_sizes)
 from seeding import seed_everything
 from training_utils import LookaheadAverage, NonFiniteLossError, compile_model, fit, test, unwrap
 from utils import count_parameters, describe_machine
@@ -272,7 +273,7 @@ def image_loaders(settings, batch, device):
     common = dict(size=size, mean=dataset.IMAGENET_MEAN, std=dataset.IMAGENET_STD, device=device)
     return (batched_data.BatchedImageLoader(images, labels, batch, train=True,
                                             scale=dataset.crop_scale(size, settings.recipe.min_scale),
-                                            seed=settings.seed, **common),
+                                            seed=settings.seed, sizes=training_sizes(settings.recipe), **common),
             batched_data.BatchedImageLoader(val_images, val_labels, batch, train=False, **common))
 
 
@@ -342,6 +343,10 @@ def describe_run(settings, model, precision, device, world, data, train_loader, 
     why = precision_reason(device, precision.name) if settings.precision == "auto" else "as asked (--precision)"
     log(f"precision {precision.name}: {why}" + ("; deterministic cuDNN" if settings.deterministic else ""))
     log(settings.recipe.describe())
+    if settings.recipe.start_size:
+        sizes = training_sizes(settings.recipe)
+        log(f"progressive resizing: training crops of {', '.join(map(str, sizes))} px in epochs 1-{len(sizes)}, "
+            f"evaluation at {settings.recipe.image_size} px")
     return description
 
 

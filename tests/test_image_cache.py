@@ -3,6 +3,7 @@ batches cropped and flipped as tensor operations (batched_data.BatchedImageLoade
 the Albumentations path, exact per epoch, through main.py too; and the message for a partial Imagenette."""
 import json
 import os
+from dataclasses import replace
 
 import albumentations as A
 import numpy as np
@@ -14,6 +15,7 @@ import dataset
 import image_cache
 import imagenette
 from batched_data import BatchedImageLoader
+from recipes import RECIPES, training_sizes
 from tests.helpers import resumed_run_equals_straight_run
 from tests.test_main import tiny_folder  # noqa: F401 (a fixture)
 
@@ -125,12 +127,29 @@ def test_the_cache_is_built_once_and_rebuilt_when_the_folder_changes(tmp_path):
     assert len(list(cache.iterdir())) == 2
 
 
-def test_main_trains_an_image_folder_from_the_cache_and_resumes_it_exactly(tiny_folder, tmp_path,  # noqa: F811
-                                                                           main_here):
-    common = ["--data_dir", tiny_folder, "--epochs", 3, "--batch_size", 16, "--image_size", 32, "--save_every", 1,
-              "--cache_dir", tmp_path / "cache", "--no_plots", "--holdout", 0.25]
+def test_progressive_resizing_grows_the_training_crops_epoch_by_epoch_and_keeps_evaluation_at_image_size():
+    recipe = replace(RECIPES["imagenet"], epochs=5, image_size=128, start_size=96)
+    assert training_sizes(recipe) == (96, 104, 112, 120, 128)
+    assert training_sizes(replace(recipe, start_size=0)) == (128,) * 5
+    assert training_sizes(replace(recipe, epochs=1)) == (128,)
+    images = np.repeat(coordinate_image(64)[None], 4, 0)
+    train = BatchedImageLoader(images, np.zeros(4), 4, 48, (0, 0, 0), (1, 1, 1), sizes=(32, 40, 48))
+    evaluation = BatchedImageLoader(images, np.zeros(4), 4, 48, (0, 0, 0), (1, 1, 1), train=False, sizes=(32, 40, 48))
+    assert next(iter(train))[0].shape[-1] == 32  # before training (a range test): the first epoch's size
+    for epoch, size in ((1, 32), (2, 40), (3, 48), (4, 48)):
+        train.set_epoch(epoch), evaluation.set_epoch(epoch)
+        assert next(iter(train))[0].shape[-2:] == (size, size) and next(iter(evaluation))[0].shape[-2:] == (48, 48)
+
+
+def test_main_trains_an_image_folder_from_the_cache_with_progressive_resizing_and_resumes_it_exactly(
+        tiny_folder, tmp_path, main_here):  # noqa: F811
+    common = ["--data_dir", tiny_folder, "--epochs", 3, "--batch_size", 16, "--image_size", 40, "--start_size", 32,
+              "--save_every", 1, "--cache_dir", tmp_path / "cache", "--no_plots", "--holdout", 0.25]
     straight, _ = resumed_run_equals_straight_run(main_here, common, tmp_path)
-    assert "48 training images at 32px, evaluated on 16 held-out training images" in straight.stdout
+    assert "48 training images at 40px, evaluated on 16 held-out training images" in straight.stdout
+    assert "progressive resizing: training crops of 32, 36, 40 px in epochs 1-3, evaluation at 40 px" in straight.stdout
+    refused = main_here(*common[:-2], "--loader", "albumentations", "--output_dir", tmp_path / "refused")
+    assert refused.returncode == 2 and "--start_size: progressive resizing comes from the batched loader" in refused.stderr
     assert "batched loader" in straight.stdout and "  val loss " in straight.stdout
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 1  # the val folder was never decoded
 

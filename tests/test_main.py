@@ -177,6 +177,8 @@ def test_help_explains_the_options():
     (["--max_lr", "0.1", "--torchvision_init"], "--torchvision_init applies to --model resnet50"),
     (["--max_lr", "0.1", "--color_jitter", "1.5"], "--color_jitter must be in [0, 1], got 1.5"),
     (["--max_lr", "0.1", "--min_scale", "1.5"], "--min_scale must be in [0, 1], got 1.5"),
+    (["--max_lr", "0.1", "--start_size", "16"], "--start_size must be 0 (off) or in [32, image_size 32], got 16"),
+    (["--max_lr", "0.1", "--start_size", "32"], "--start_size (progressive resizing) applies to image folders"),
     (["--max_lr", "0.1", "--loader", "batched", "--rotate_degrees", "15"], "--loader batched has no rotation"),
     (["--max_lr", "0.1", "--loader", "batched", "--cutout_holes", "2"], "not --cutout_holes 2"),
     (["--max_lr", "0.1", "--loader", "batched", "--use_albumentation"], "contradict each other"),
