@@ -442,11 +442,9 @@ def main_cli(argv=None):
     args = parser.parse_args(argv)
     if args.list:
         for key, record in load_store(args.store).items():
-            timed = clock(record.get("seconds") or math.nan) + " s"  # older runs lack the field
-            resumed = ", resumed: the seconds are its last part's" if record.get("resumed") else ""
             chosen = f"; its LR was chosen on the {record['chosen_on']}: it backs no claim" \
                 if record.get("chosen_on") else ""
-            print(f"{accuracy(record):>7s}  {timed:>9s}  {key}  ({record['machine'].split(',')[0]}{resumed}"
+            print(f"{accuracy(record):>7s}  {run_time(record):>15s}  {key}  ({record['machine'].split(',')[0]}"
                   f"{chosen})")
         return
     if args.summary:

@@ -161,10 +161,13 @@ def test_list_says_which_stored_runs_had_a_setting_chosen_on_the_test_set(tmp_pa
     experiments.save_record({**base, "key": "speedrun constant max_lr=0.75 epochs=recipe seed=0",
                              "chosen_on": "test set"}, store)
     experiments.save_record({**base, "key": "speedrun onecycle max_lr=recipe epochs=recipe seed=0"}, store)
+    experiments.save_record({**base, "key": "speedrun onecycle max_lr=recipe epochs=recipe seed=1", "resumed": True},
+                            store)
     experiments.main_cli(["--store", str(store), "--list"])
-    constant, one_cycle = capsys.readouterr().out.splitlines()
+    constant, one_cycle, resumed = capsys.readouterr().out.splitlines()
     assert constant.endswith("(AMD EPYC; its LR was chosen on the test set: it backs no claim)")
-    assert one_cycle.endswith("(AMD EPYC)")
+    assert one_cycle.split()[1:3] == ["1000", "s"] and one_cycle.endswith("(AMD EPYC)")
+    assert "not timed whole  speedrun onecycle" in resumed  # a resumed run's seconds are only its last part's
 
 
 def test_a_holdout_share_names_and_passes_the_share():
