@@ -125,8 +125,8 @@ class Recipe:
                   ("color_jitter", 0 <= self.color_jitter <= 1, "in [0, 1]"),
                   ("image_size", self.image_size >= 32, "at least 32"),
                   ("min_scale", 0 <= self.min_scale <= 1, "in [0, 1]"),
-                  ("start_size", self.start_size == 0 or 32 <= self.start_size <= self.image_size,
-                   f"0 (off) or in [32, image_size {self.image_size}]")]
+                  ("start_size", self.start_size == 0 or 16 <= self.start_size <= self.image_size,
+                   f"0 (off) or in [16, image_size {self.image_size}]")]
         found = [f"--{name} must be {rule}, got {getattr(self, name):g}" for name, ok, rule in ranges if not ok]
         if self.base_momentum > self.max_momentum:
             found.append(f"--base_momentum {self.base_momentum} must not exceed --max_momentum {self.max_momentum}")

@@ -143,11 +143,11 @@ def test_progressive_resizing_grows_the_training_crops_epoch_by_epoch_and_keeps_
 
 def test_main_trains_an_image_folder_from_the_cache_with_progressive_resizing_and_resumes_it_exactly(
         tiny_folder, tmp_path, main_here):  # noqa: F811
-    common = ["--data_dir", tiny_folder, "--epochs", 3, "--batch_size", 16, "--image_size", 40, "--start_size", 32,
+    common = ["--data_dir", tiny_folder, "--epochs", 3, "--batch_size", 16, "--image_size", 40, "--start_size", 24,
               "--save_every", 1, "--cache_dir", tmp_path / "cache", "--no_plots", "--holdout", 0.25]
     straight, _ = resumed_run_equals_straight_run(main_here, common, tmp_path)
     assert "48 training images at 40px, evaluated on 16 held-out training images" in straight.stdout
-    assert "progressive resizing: training crops of 32, 36, 40 px in epochs 1-3, evaluation at 40 px" in straight.stdout
+    assert "progressive resizing: training crops of 24, 32, 40 px in epochs 1-3, evaluation at 40 px" in straight.stdout
     refused = main_here(*common[:-2], "--loader", "albumentations", "--output_dir", tmp_path / "refused")
     assert refused.returncode == 2 and "--start_size: progressive resizing comes from the batched loader" in refused.stderr
     assert "batched loader" in straight.stdout and "  val loss " in straight.stdout
