@@ -205,7 +205,7 @@ def training_sizes(recipe):
     (one epoch: ``image_size``)."""
     if not recipe.start_size or recipe.epochs == 1:
         return (recipe.image_size,) * recipe.epochs
-    growth = (recipe.image_size - recipe.start_size) / max(recipe.epochs - 1, 1)
+    growth = (recipe.image_size - recipe.start_size) / (recipe.epochs - 1)
     return tuple(round(recipe.start_size + growth * epoch) for epoch in range(recipe.epochs))
 
 
