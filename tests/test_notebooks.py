@@ -35,7 +35,8 @@ def test_each_notebook_has_a_smoke_reference_with_its_code_cells(name):
 @pytest.mark.parametrize("name, logic", [
     ("S10.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "misclassified"]),
     ("ImageNet_LR_Finder.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "suggested_lr", "<- MAX_LR",
-                                  "the run by hand: ", "per seed: ", "to train"]),
+                                  "the run by hand: ", "per seed: ", "to train", "progressive resizing from ",
+                                  "against batch ", "runs timed whole)"]),
     ("CIFAR10_Speedrun.ipynb", ["min_loss  ", "epoch  1/", "epoch  2/", "with 6-view test-time augmentation",
                                 "% mean with test-time augmentation", "points against one cycle", "largest fall"]),
 ])

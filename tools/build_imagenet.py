@@ -176,20 +176,30 @@ settings on this machine's device and precision, or (unless `TRAIN_MISSING=1`) a
 trains only what neither store holds. `lesson_runs` lists them all: the held-out sweeps, then the
 seeds, the schedules' seeds and the 20-epoch run at the peaks those sweeps pick (where the sweeps are
 not stored yet, at the grid's top as a stand-in). The cell says, before anything trains, what will."""),
-code("""SIZE = ("--image_size", str(IMAGE_SIZE), "--batch_size", str(BATCH_SIZE))  # every stored run's options
-ARM_GRID = GRID if SMOKE else (0.05, 0.1, 0.2, 0.4, 0.8)  # both schedules' peaks: the same grid, widened at an edge best
+code("""ARM_GRID = GRID if SMOKE else (0.05, 0.1, 0.2, 0.4, 0.8)  # both schedules' peaks: the same grid, widened at an edge best
 SCHEDULES = {"onecycle": "one cycle (cosine anneal)", "flat_cosine": "flat, then cosine (fastai's fit_flat_cos)"}
 CHOICES = {  # the recipe's other settings, each against one alternative at the chosen peak on the held-out images
     "weight decay 5e-4 (the recipe's: 5e-5)": ("--weight_decay", "5e-4"),
     "no label smoothing (the recipe's: 0.1)": ("--label_smoothing", "0"),
-    "crops from 8% of the area, torchvision's (the recipe's at 128 px: 35%, fastai's)": ("--min_scale", "0.08")}
+    "crops from 8% of the area, torchvision's (the recipe's at 128 px: 35%, fastai's)": ("--min_scale", "0.08"),
+    **{f"progressive resizing from {size} px (the recipe's: {IMAGE_SIZE} px throughout)": ("--start_size", str(size))
+       for size in (IMAGE_SIZE * 3 // 4, IMAGE_SIZE // 2)}}
+OTHER_BATCHES = (BATCH_SIZE // 2, BATCH_SIZE * 2)  # each with its own peak sweep, the grid scaled with the batch
 
 
-def imagenet_run(max_lr, scheduler="onecycle", seed=0, holdout=0, epochs=None, options=()):
-    \"\"\"The stored run of this lesson's recipe at ``max_lr``: 'imagenet onecycle max_lr=0.8 epochs=5 ...', with
-    further main.py ``options`` where a setting differs from the recipe's.\"\"\"
-    return RunSpec(scheduler=scheduler, max_lr=max_lr, seed=seed, epochs=epochs or EPOCHS, options=SIZE + options,
+def imagenet_run(max_lr, scheduler="onecycle", seed=0, holdout=0, epochs=None, options=(), batch=None):
+    \"\"\"The stored run of this lesson's recipe at ``max_lr``: 'imagenet onecycle max_lr=0.8 epochs=5 --image_size
+    128 --batch_size 64 ...', with further main.py ``options`` where a setting differs from the recipe's.\"\"\"
+    size = ("--image_size", str(IMAGE_SIZE), "--batch_size", str(batch or BATCH_SIZE))
+    return RunSpec(scheduler=scheduler, max_lr=max_lr, seed=seed, epochs=epochs or EPOCHS, options=size + options,
                    recipe="imagenet", holdout=holdout)
+
+
+def batch_grid(batch, peak):
+    \"\"\"The peaks tried at ``batch``: ``peak`` (the pick at BATCH_SIZE) scaled in proportion to the batch, half
+    and twice that (Goyal et al.'s linear scaling rule as the grid's centre, not as the answer).\"\"\"
+    scaled = peak * batch / BATCH_SIZE
+    return tuple(float(f"{lr:.4g}") for lr in (scaled / 2, scaled, scaled * 2))
 
 
 def runs(specs):
@@ -197,17 +207,17 @@ def runs(specs):
     return experiments.ensure(specs, IMAGENET_DIR, STORE, RUNS_DIR, reference=REFERENCE, train_missing=TRAIN_MISSING)
 
 
-def tuned(scheduler, grid):
-    \"\"\"``(best peak, {peak: record})`` of ``scheduler`` on the held-out images: ``experiments.tune`` (a run
-    per peak of ``grid``, one more beyond an edge where the best is there).\"\"\"
-    return experiments.tune(imagenet_run(None, scheduler, holdout=HOLDOUT), grid, data_dir=IMAGENET_DIR, store=STORE,
-                            work_dir=RUNS_DIR, reference=REFERENCE, train_missing=TRAIN_MISSING)
+def tuned(scheduler, grid, batch=None):
+    \"\"\"``(best peak, {peak: record})`` of ``scheduler`` (at ``batch``) on the held-out images:
+    ``experiments.tune`` (a run per peak of ``grid``, one more beyond an edge where the best is there).\"\"\"
+    return experiments.tune(imagenet_run(None, scheduler, holdout=HOLDOUT, batch=batch), grid, data_dir=IMAGENET_DIR,
+                            store=STORE, work_dir=RUNS_DIR, reference=REFERENCE, train_missing=TRAIN_MISSING)
 
 
-def planned_sweep(scheduler, grid):
+def planned_sweep(scheduler, grid, batch=None):
     \"\"\"The runs ``tuned`` reads or trains and its pick, from the stores alone; while a sweep is not stored,
     its grid and the grid's top as a stand-in for the pick.\"\"\"
-    spec = imagenet_run(None, scheduler, holdout=HOLDOUT)
+    spec = imagenet_run(None, scheduler, holdout=HOLDOUT, batch=batch)
     picked = experiments.stored_pick(spec, grid, stores=(STORE, REFERENCE), any_machine=not TRAIN_MISSING)
     if picked is None:
         return [replace(spec, max_lr=lr) for lr in grid], grid[-1]
@@ -218,7 +228,9 @@ def lesson_runs():
     \"\"\"Every stored run the lesson reads, in the order its cells read them.\"\"\"
     sweep, peak = planned_sweep("onecycle", GRID)
     arm_sweeps = {name: planned_sweep(name, ARM_GRID) for name in SCHEDULES}
+    batch_sweeps = [planned_sweep("onecycle", batch_grid(batch, peak), batch)[0] for batch in OTHER_BATCHES]
     return (sweep + [imagenet_run(peak, holdout=HOLDOUT, options=options) for options in CHOICES.values()]
+            + [spec for specs in batch_sweeps for spec in specs]
             + [imagenet_run(peak, seed=seed) for seed in range(SEEDS)]
             + [spec for specs, _ in arm_sweeps.values() for spec in specs]
             + [imagenet_run(pick, name, seed) for name, (_, pick) in arm_sweeps.items() for seed in range(ARM_SEEDS)]
@@ -349,16 +361,51 @@ visualize.plot_sweep([{"max_lr": r["spec"]["max_lr"], "test_acc": r["final_acc"]
                      split="held-out")"""),
 md("""## The other choices, on the same held-out images
 The recipe's other settings are each tried against one alternative, at `MAX_LR`, with seed 0 and the
-same held-out images as the sweep: more weight decay, no label smoothing, and smaller crops (a
+same held-out images as the sweep: more weight decay, no label smoothing, smaller crops (a
 random-resized crop keeps a random share of the image's area, here at least 35%, fastai's choice for
-Imagenette at 128 px; torchvision's ImageNet default is 8%). By the rule the sweep's text gives, an
-alternative would replace the recipe's setting only if it won by clearly more than two runs' noise,
-about 2 points; otherwise the recipe keeps its setting."""),
+Imagenette at 128 px; torchvision's ImageNet default is 8%), and **progressive resizing**
+(`--start_size`: the training crops start smaller and grow linearly to `IMAGE_SIZE` in the last epoch,
+as fast.ai trained on ImageNet in DAWNBench; the held-out images are scored at `IMAGE_SIZE`), which
+buys time, so each line gives its run's time beside the recipe's. By the rule the sweep's text gives,
+an alternative would replace the recipe's setting only if it won by clearly more than two runs'
+noise, about 2 points; otherwise the recipe keeps its setting. (A time is printed only for a run timed
+whole: one paused, slowed by other work or resumed says so.)"""),
 code("""base = next(record for record in sweep if record["spec"]["max_lr"] == MAX_LR)
-print(f"the recipe at MAX_LR {MAX_LR:g}: held-out top-1 {experiments.accuracy(base)}")
+
+
+def against_base(record):
+    \"\"\"``record``'s held-out accuracy minus the recipe's at MAX_LR, as text (a diverged run has none).\"\"\"
+    return "diverged" if record["final_acc"] is None else f"{record['final_acc'] - base['final_acc']:+.2f} points"
+
+
+print(f"the recipe at MAX_LR {MAX_LR:g}: held-out top-1 {experiments.accuracy(base)} ({experiments.run_time(base)})")
 for label, options in CHOICES.items():
     record = runs([imagenet_run(MAX_LR, holdout=HOLDOUT, options=options)])[0]
-    print(f"{label}: {experiments.accuracy(record)} ({record['final_acc'] - base['final_acc']:+.2f} points)")"""),
+    print(f"{label}: {experiments.accuracy(record)} ({against_base(record)}, {experiments.run_time(record)})")"""),
+md("""## Batch size, each with its own peak
+The best peak depends on the batch size, so a batch size is compared at its own best peak, not at
+`MAX_LR`: for half and twice `BATCH_SIZE`, a sweep on the same held-out images (seed 0) over `MAX_LR`
+scaled in proportion to the batch (the linear scaling rule of
+[Goyal et al. 2017](https://arxiv.org/abs/1706.02677)), half and twice that, widened past an edge as
+before (`experiments.tune`). Each batch size's best against the recipe's batch at `MAX_LR`, with the
+same two-runs'-noise rule, and the time of its epochs (one cycle at a larger batch takes fewer, larger
+steps: fewer updates in the same 5 epochs)."""),
+code("""def epoch_time(records):
+    \"\"\"The median epoch's seconds of a batch size's sweep, over its runs timed whole (a run paused or slowed
+    by other work would time that, not the batch size).\"\"\"
+    whole = [record for record in records if experiments.timed_whole(record)]
+    seconds = [second for record in whole for second in record["epoch_seconds"]]
+    return f"{np.median(seconds):.0f} s an epoch ({len(whole)} runs timed whole)" if seconds else "no run timed whole"
+
+
+print(f"batch {BATCH_SIZE} (the recipe's) at {MAX_LR:g}: {experiments.accuracy(base)}, {epoch_time(sweep)}")
+for batch in OTHER_BATCHES:
+    peak, tried = tuned("onecycle", batch_grid(batch, MAX_LR), batch)
+    swept = ", ".join(f"{lr:g}: {experiments.accuracy(r)}" for lr, r in tried.items())
+    best = tried[peak]
+    edge = " (the edge of the peaks tried)" if peak in (min(tried), max(tried)) else ""
+    print(f"batch {batch}: held-out {swept} -> peak {peak:g}{edge}: {against_base(best)} against batch {BATCH_SIZE}, "
+          f"{epoch_time(tried.values())}")"""),
 md("""## One-cycle training, by hand
 The recipe's schedule is PyTorch's
 [`OneCycleLR`](https://pytorch.org/docs/stable/generated/torch.optim.lr_scheduler.OneCycleLR.html),
@@ -447,7 +494,9 @@ md("""## fastai's own recipe on the same machine
 Ranger, lr 1e-2, weight decay 1e-2, batch 64, `fit_flat_cos`, crops from 35% of the area and a flip,
 label smoothing) from the package registry, and this repository's recipe, in fresh processes, one
 after the other, A B B A, on the same folder at the same size: both without test-time augmentation,
-both 5 epochs. The report is `Data/fastai_imagenette.json`."""),
+both 5 epochs. The report is `Data/fastai_imagenette.json`. Its pair ran this repository's side at peak
+0.4, the pick of an earlier, narrower sweep (the cell prints the options it had); at the lesson's 0.8 the
+five seeds above are the figure to set beside fastai's."""),
 code("""comparison = Path("Data/fastai_imagenette.json")
 if comparison.exists():
     side_by_side = json.loads(comparison.read_text())
