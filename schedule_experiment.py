@@ -68,6 +68,24 @@ class ScheduleExperiment:
         return {name: experiments.ensure([self.final_spec(name, lr, seed) for seed in self.seeds], **where)
                 for name, lr in picks.items()}
 
+    def stored_runs(self, stores, any_machine=False):
+        """What ``stores`` hold of the experiment, training nothing (the lesson reads it; this script trains
+        it): ``{arm: (its pick or None while its sweep is not stored whole, {LR: held-out record}, [test
+        records of its seeds at the pick])}``; a sweep still running lists the grid's LRs stored so far."""
+        def found(spec):
+            return experiments.find(experiments.on_this_machine(spec), stores, any_machine)
+
+        held = {}
+        for name in self.arms:
+            picked = experiments.stored_pick(self.tuning_spec(name), self.grid, stores=stores, any_machine=any_machine)
+            if picked is None:
+                sweep = {lr: found(replace(self.tuning_spec(name), max_lr=lr)) for lr in self.grid}
+                held[name] = (None, {lr: record for lr, record in sweep.items() if record}, [])
+                continue
+            seeds = [found(self.final_spec(name, picked[0], seed)) for seed in self.seeds]
+            held[name] = (*picked, [record for record in seeds if record])
+        return held
+
     def recipe_of(self, name, max_lr):
         """The recipe that arm ``name`` trains with at ``max_lr``: its options applied as main.py applies them
         (for a figure of its schedule, ``recipes.schedule_lrs``)."""
@@ -119,8 +137,9 @@ def comparison_lines(results, reference=EXPERIMENT.reference):
             line += f"  {middle:+.2f} [{low:+.2f}, {high:+.2f}]  " + ", ".join(f"{d:+.2f}" for d in differences)
         lines.append(line)
     compared = len(results) - 1
-    lines.append(f"{compared} comparisons with {reference}: with {compared} intervals at 95%, the chance that at "
-                 f"least one misses its true difference is up to {1 - 0.95 ** compared:.0%}")
+    if compared:
+        lines.append(f"{compared} comparisons with {reference}: with {compared} intervals at 95%, the chance that "
+                     f"at least one misses its true difference is up to {1 - 0.95 ** compared:.0%}")
     return lines
 
 

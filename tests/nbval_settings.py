@@ -30,8 +30,6 @@ LOGIC_TAG = "smoke-logic"         # added by tools/smoke_references.py to the ce
 SANITIZE = [  # (regex, replacement): what may differ between two runs of the same code on the same data
     (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", "<timestamp>"),
     (r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", "<date>"),  # when experiments.py stored a run
-    # the speedrun lesson's tricks table: "<trick>  93.12%  +0.95  1152  1", its seconds column without a unit
-    (r"(?m)(\d\.\d\d%(?: +[+-]\d+\.\d\d)?) +(?:\d+|-)  (\d+)$", r"\1 <seconds>  \2"),
     (r"\b\d+(?:\.\d+)? ?(?:s|min)\b", "<time>"),
     # a tempfile.mkdtemp() folder with the path above it, wherever the temporary root is (/tmp, macOS's
     # /var/folders/..., the test session's own, see tests/conftest.py); references store "<tmpdir>"

@@ -75,6 +75,8 @@ def test_comparison_lines_give_each_arms_paired_difference_with_its_interval_and
     assert f"{mean:+.2f} [{low:+.2f}, {high:+.2f}]  -1.00, -0.90, -1.10" in lines[2]
     assert lines[-1] == ("2 comparisons with one cycle, linear anneal: with 2 intervals at 95%, the chance that "
                          "at least one misses its true difference is up to 10%")
+    alone = se.comparison_lines({se.EXPERIMENT.reference: results[se.EXPERIMENT.reference]})
+    assert alone == lines[:2]  # one arm: its line, and no count of comparisons that were not made
 
 
 def test_plan_counts_an_arms_grid_while_it_tunes_then_its_seeds_at_the_pick_and_trains_nothing(tmp_path, capsys):
@@ -112,3 +114,22 @@ def test_stored_pick_is_tunes_pick_from_the_stores_alone_and_none_while_a_run_is
     best, runs = experiments.stored_pick(spec, se.EXPERIMENT.grid, stores=(store,))
     assert (best, list(runs)) == (3.0, [0.375, 0.75, 1.5, 3.0, 6.0]) and store.read_bytes() == before
     assert (best, runs) == experiments.tune(spec, se.EXPERIMENT.grid, store=store, log=lambda line: None)
+
+
+def test_stored_runs_reads_each_arms_sweep_pick_and_seeds_and_trains_nothing(tmp_path):
+    experiment = replace(se.EXPERIMENT, arms=(se.EXPERIMENT.reference, "constant"), seeds=(0, 1, 2))
+    store = tmp_path / "runs.json"
+    for lr, accuracy in zip(experiment.grid, (91.0, 92.0, 93.5, 93.0)):  # one cycle's sweep: pick 1.5, inside
+        spec = experiment.arm_spec(experiment.reference, holdout=experiment.holdout, max_lr=lr, seed=0)
+        experiments.save_record(stored(experiments.on_this_machine(spec), accuracy), store)
+    for seed, accuracy in ((0, 94.0), (2, 93.8)):  # two of its three seeds at the pick
+        spec = experiments.on_this_machine(experiment.final_spec(experiment.reference, 1.5, seed))
+        experiments.save_record(stored(spec, accuracy), store)
+    spec = experiment.arm_spec("constant", holdout=experiment.holdout, max_lr=0.75, seed=0)  # constant: 1 of 4
+    experiments.save_record(stored(experiments.on_this_machine(spec), 92.2), store)
+    before = store.read_bytes()
+    held = experiment.stored_runs((store, None))
+    pick, swept, seeds = held[experiment.reference]
+    assert pick == 1.5 and list(swept) == list(experiment.grid) and [r["spec"]["seed"] for r in seeds] == [0, 2]
+    assert held["constant"] == (None, {0.75: experiments.load_store(store)[experiments.on_this_machine(spec).key]}, [])
+    assert store.read_bytes() == before
