@@ -11,7 +11,9 @@ in for this machine when the spec leaves them open, so runs on a CPU in bf16 and
 share a name. ``ensure`` runs the specs the store does not hold yet, one after the other, and returns every
 record; a run interrupted half-way continues from its last checkpoint (``main.py --resume``) the next
 time. A lesson reads the repository's store as a read-only ``reference`` and keeps a learner's new runs
-in a store of their own; ``plan`` says beforehand what would train. From a terminal:
+in a store of their own; ``plan`` says beforehand what would train. The command line does the same: it
+reads the committed ``Data/speedrun_runs.json`` (``--reference``) and writes new runs to
+``runs/speedrun_runs.json`` (``--store``), a folder git ignores. From a terminal:
 
     python experiments.py --data_dir $CIFAR10_DIR --seeds 0 1 2 --scheduler constant --max_lr 0.75
     python experiments.py --data_dir $CIFAR10_DIR --seeds 0 -- --no-weight_average   # a trick switched off
@@ -35,7 +37,8 @@ from pathlib import Path
 import command_line
 
 ROOT = Path(__file__).resolve().parent
-STORE = ROOT / "Data" / "speedrun_runs.json"
+REFERENCE = ROOT / "Data" / "speedrun_runs.json"  # the committed runs: read, written only when named as --store
+STORE = ROOT / "runs" / "speedrun_runs.json"      # a learner's new runs
 
 
 @dataclass(frozen=True)
@@ -421,6 +424,34 @@ def summary_lines(records):
     return lines
 
 
+def store_arguments(parser):
+    """``--store`` and ``--reference``, as experiments.py and schedule_experiment.py take them."""
+    parser.add_argument("--store", default=STORE, help="the JSON store new runs go to (default: "
+                        f"{STORE.relative_to(ROOT)})")
+    parser.add_argument("--reference", default=REFERENCE, help="a store read but never written (default: the "
+                        f"committed runs, {REFERENCE.relative_to(ROOT)}; '' for none)")
+
+
+def reference_of(store, reference):
+    """The reference store to read beside ``store``: None when there is none or it is ``store`` itself (a
+    maintainer adding runs to the committed store names it as ``--store``)."""
+    if not reference or Path(reference).resolve() == Path(store).resolve():
+        return None
+    return reference
+
+
+def list_lines(path):
+    """A heading naming the store, then one line per stored run: accuracy, time, key, machine, and whether
+    it backs a claim."""
+    lines = [f"{path}: {len(load_store(path))} runs"]
+    for key, record in load_store(path).items():
+        chosen = f"; its LR was chosen on the {record['chosen_on']}: it backs no claim" \
+            if record.get("chosen_on") else ""
+        lines.append(f"{accuracy(record):>7s}  {run_time(record):>15s}  {key}  ({record['machine'].split(',')[0]}"
+                     f"{chosen})")
+    return lines
+
+
 def main_cli(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
@@ -432,7 +463,7 @@ def main_cli(argv=None):
     parser.add_argument("--holdout", type=command_line.holdout_size, default=0, help="main.py --holdout: tune on this many "
                         "held-out training images (or this share of each class) instead of the test set or val "
                         "folder (default: 0, report on those)")
-    parser.add_argument("--store", default=STORE, help=f"the JSON store (default: {STORE.relative_to(ROOT)})")
+    store_arguments(parser)
     parser.add_argument("--list", action="store_true", help="print what the store holds and stop")
     parser.add_argument("--plan", action="store_true", help="say which of the runs asked for the store holds for "
                         "this machine's device and precision and which would train, and stop")
@@ -440,15 +471,14 @@ def main_cli(argv=None):
                         help="print mean and spread over seeds of each configuration the store holds, and stop")
     parser.add_argument("options", nargs="*", help="after --: further main.py options")
     args = parser.parse_args(argv)
+    reference = reference_of(args.store, args.reference)
     if args.list:
-        for key, record in load_store(args.store).items():
-            chosen = f"; its LR was chosen on the {record['chosen_on']}: it backs no claim" \
-                if record.get("chosen_on") else ""
-            print(f"{accuracy(record):>7s}  {run_time(record):>15s}  {key}  ({record['machine'].split(',')[0]}"
-                  f"{chosen})")
+        for path in (args.store, reference) if reference else (args.store,):
+            print("\n".join(list_lines(path)))
         return
     if args.summary:
-        print("\n".join(summary_lines(load_store(args.store).values())))
+        print("\n".join(summary_lines([*load_store(args.store).values(),
+                                        *(load_store(reference).values() if reference else [])])))
         return
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
     try:
@@ -457,12 +487,12 @@ def main_cli(argv=None):
     except ValueError as error:
         parser.error(str(error))
     if args.plan:
-        print(plan_line(specs, args.store))
+        print(plan_line(specs, args.store, reference))
         return
     from training_run import USER_ERRORS
 
     try:
-        records = ensure(specs, data_dir, args.store)
+        records = ensure(specs, data_dir, args.store, reference=reference)
     except (KeyboardInterrupt, command_line.SettingsError, *USER_ERRORS) as error:
         sys.exit(f"experiments.py: {error}")
     try:

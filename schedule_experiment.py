@@ -7,8 +7,11 @@ when the best is there, ``experiments.tune``). Then each arm trains at its own p
 with a 95% t-interval (``experiments.paired``). Runs go into a store (``experiments``), so the experiment
 stops and continues where it was; the test set chooses nothing.
 
-    python schedule_experiment.py --data_dir $CIFAR10_DIR --store runs/schedules.json          # all of it
-    python schedule_experiment.py --store runs/schedules.json --plan         # what is stored, what would train
+    python schedule_experiment.py --data_dir $CIFAR10_DIR            # all of it that no store holds yet
+    python schedule_experiment.py --plan                                # what is stored, what would train
+
+New runs go to ``--store`` (default ``runs/speedrun_runs.json``); the committed runs are read from
+``--reference`` (default ``Data/speedrun_runs.json``) and never written, as in ``experiments.py``.
 """
 import argparse
 import os
@@ -146,8 +149,7 @@ def comparison_lines(results, reference=EXPERIMENT.reference):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", help="CIFAR-10 folder (default: CIFAR10_DIR or ./data, as main.py)")
-    parser.add_argument("--store", default=experiments.STORE, help="the JSON store of runs (default: the lesson's)")
-    parser.add_argument("--reference", help="a store read but never written (the committed runs)")
+    experiments.store_arguments(parser)
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS), metavar="ARM",
                         help=f"the arms to run (default: all: {', '.join(ARMS)})")
     parser.add_argument("--sweeps_only", action="store_true", help="tune the arms and stop before the seeds")
@@ -156,9 +158,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     # the reference arm always runs, and first: every other arm is compared with it
     experiment = replace(EXPERIMENT, arms=tuple(dict.fromkeys([EXPERIMENT.reference, *args.arms])))
-    where = dict(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), store=args.store, reference=args.reference)
+    reference = experiments.reference_of(args.store, args.reference)
+    where = dict(data_dir=args.data_dir or os.environ.get("CIFAR10_DIR"), store=args.store, reference=reference)
     if args.plan:
-        print(experiment.plan_line(args.store, args.reference))
+        print(experiment.plan_line(args.store, reference))
         return
     from training_run import USER_ERRORS
 

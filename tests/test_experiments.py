@@ -1,5 +1,6 @@
 """experiments.py: runs of main.py kept in a JSON store; a stored run is not repeated, an interrupted one
 continues from its checkpoint, and a broken store or a failed run says so."""
+import argparse
 import json
 import math
 import statistics
@@ -57,7 +58,7 @@ def test_a_run_is_stored_once_and_read_back_instead_of_trained_again(two_seeds, 
     mean, spread, n = experiments.summary(again)
     assert n == 2 and mean == pytest.approx(sum(r["final_acc"] for r in first) / 2)
     capsys.readouterr()
-    experiments.main_cli(["--store", str(store), "--summary"])
+    experiments.main_cli(["--store", str(store), "--reference", "", "--summary"])
     table = capsys.readouterr().out.splitlines()
     assert len(table) == 2 and table[1].endswith(
         f"speedrun onecycle max_lr=0.2 epochs=2 --batch_size 32 --no-weight_average --save_every 1 {here}: "
@@ -155,6 +156,18 @@ def test_paired_differences_come_with_a_95_percent_t_interval_over_the_shared_se
     assert experiments.paired(runs({0: 93.0}), one_cycle)[2:] == (-math.inf, math.inf)
 
 
+def test_the_command_line_writes_a_learners_store_and_reads_the_committed_one_beside_it():
+    parser = argparse.ArgumentParser()
+    experiments.store_arguments(parser)
+    args = parser.parse_args([])
+    ROOT = experiments.ROOT
+    assert args.store == ROOT / "runs" / "speedrun_runs.json" and args.reference == ROOT / "Data" / "speedrun_runs.json"
+    assert "runs/" in (ROOT / ".gitignore").read_text().split()  # a learner's runs never show up in git status
+    assert experiments.reference_of(args.store, args.reference) == args.reference
+    assert experiments.reference_of(args.reference, args.reference) is None  # a maintainer writing the committed store
+    assert experiments.reference_of(args.store, "") is None
+
+
 def test_list_says_which_stored_runs_had_a_setting_chosen_on_the_test_set(tmp_path, capsys):
     base = {"spec": {"seed": 0}, "final_acc": 93.0, "seconds": 1000.0, "machine": "AMD EPYC, 2 cores"}
     store = tmp_path / "runs.json"
@@ -163,8 +176,11 @@ def test_list_says_which_stored_runs_had_a_setting_chosen_on_the_test_set(tmp_pa
     experiments.save_record({**base, "key": "speedrun onecycle max_lr=recipe epochs=recipe seed=0"}, store)
     experiments.save_record({**base, "key": "speedrun onecycle max_lr=recipe epochs=recipe seed=1", "resumed": True},
                             store)
-    experiments.main_cli(["--store", str(store), "--list"])
-    constant, one_cycle, resumed = capsys.readouterr().out.splitlines()
+    reference = tmp_path / "committed.json"
+    experiments.save_record({**base, "key": "speedrun onecycle max_lr=recipe epochs=recipe seed=2"}, reference)
+    experiments.main_cli(["--store", str(store), "--reference", str(reference), "--list"])
+    heading, constant, one_cycle, resumed, reference_heading, committed = capsys.readouterr().out.splitlines()
+    assert heading == f"{store}: 3 runs" and reference_heading == f"{reference}: 1 runs" and "seed=2" in committed
     assert constant.endswith("(AMD EPYC; its LR was chosen on the test set: it backs no claim)")
     assert one_cycle.split()[1:3] == ["1000", "s"] and one_cycle.endswith("(AMD EPYC)")
     assert "not timed whole  speedrun onecycle" in resumed  # a resumed run's seconds are only its last part's
@@ -250,16 +266,16 @@ def test_a_run_whose_loss_diverges_is_stored_as_diverged_and_not_trained_again(
     with pytest.raises(ValueError, match="no mean: 1 of 1 runs diverged"):
         experiments.summary([record])
     capsys.readouterr()
-    experiments.main_cli(["--store", str(store), "--summary"])
+    experiments.main_cli(["--store", str(store), "--reference", "", "--summary"])
     assert capsys.readouterr().out.splitlines()[1].split()[:3] == ["-", "-", "1"]  # no mean that hides it
-    experiments.main_cli(["--store", str(store), "--list"])
-    assert capsys.readouterr().out.split()[0] == "diverged"
+    experiments.main_cli(["--store", str(store), "--reference", "", "--list"])
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == "diverged"
 
 
 def test_plan_on_the_command_line_says_what_would_train_and_trains_nothing(tmp_path, capsys):
     store = tmp_path / "runs.json"
     experiments.save_record(stored(experiments.on_this_machine(RunSpec(seed=1)), 93.0, seconds=900.0), store)
-    experiments.main_cli(["--store", str(store), "--seeds", "0", "1", "2", "--plan"])
+    experiments.main_cli(["--store", str(store), "--reference", "", "--seeds", "0", "1", "2", "--plan"])
     here = experiments.on_this_machine(RunSpec())
     assert capsys.readouterr().out == (f"3 runs on this machine (cpu, {here.precision}): 1 stored, 0 read from another "
                                        "machine's runs, 2 to train, about 30 min at the pace of the stored runs\n")

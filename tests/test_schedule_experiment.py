@@ -50,7 +50,7 @@ def test_tune_stops_widening_after_its_budget_even_at_the_edge(tmp_path):
 
 
 def test_the_arms_reuse_the_committed_held_out_runs_and_the_lessons_seeds_of_the_recipe():
-    committed = experiments.load_store(experiments.STORE)
+    committed = experiments.load_store(experiments.REFERENCE)
     machine = dict(device="cpu", precision="bf16")  # where the committed runs trained
     for lr in (0.75, 1.5):
         spec = se.EXPERIMENT.arm_spec(se.EXPERIMENT.reference, holdout=se.EXPERIMENT.holdout, max_lr=lr, seed=se.EXPERIMENT.tuning_seed, **machine)
@@ -81,7 +81,7 @@ def test_comparison_lines_give_each_arms_paired_difference_with_its_interval_and
 
 def test_plan_counts_an_arms_grid_while_it_tunes_then_its_seeds_at_the_pick_and_trains_nothing(tmp_path, capsys):
     store = tmp_path / "runs.json"
-    se.main(["--store", str(store), "--arms", "constant", "--plan"])  # one cycle too: the arms are compared with it
+    se.main(["--store", str(store), "--reference", "", "--arms", "constant", "--plan"])  # one cycle too: the arms are compared with it
     line = capsys.readouterr().out
     assert line.startswith("8 runs on this machine (") and line.endswith(
         ": 0 stored, 0 read from another machine's runs, 8 to train (8 with no stored run of the same kind to "
