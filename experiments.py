@@ -443,8 +443,9 @@ def reference_of(store, reference):
 def list_lines(path):
     """A heading naming the store, then one line per stored run: accuracy, time, key, machine, and whether
     it backs a claim."""
-    lines = [f"{path}: {len(load_store(path))} runs"]
-    for key, record in load_store(path).items():
+    runs = load_store(path)
+    lines = [f"{path}: {len(runs)} runs"]
+    for key, record in runs.items():
         chosen = f"; its LR was chosen on the {record['chosen_on']}: it backs no claim" \
             if record.get("chosen_on") else ""
         lines.append(f"{accuracy(record):>7s}  {run_time(record):>15s}  {key}  ({record['machine'].split(',')[0]}"
@@ -472,13 +473,12 @@ def main_cli(argv=None):
     parser.add_argument("options", nargs="*", help="after --: further main.py options")
     args = parser.parse_args(argv)
     reference = reference_of(args.store, args.reference)
+    read = (args.store, reference) if reference else (args.store,)
     if args.list:
-        for path in (args.store, reference) if reference else (args.store,):
-            print("\n".join(list_lines(path)))
+        print("\n".join(line for path in read for line in list_lines(path)))
         return
     if args.summary:
-        print("\n".join(summary_lines([*load_store(args.store).values(),
-                                        *(load_store(reference).values() if reference else [])])))
+        print("\n".join(summary_lines([record for path in read for record in load_store(path).values()])))
         return
     data_dir = args.data_dir or os.environ.get("CIFAR10_DIR")
     try:
